@@ -1,0 +1,61 @@
+"""Batch statistics that are synchronised across ranks when ``torch.distributed`` is initialised.
+
+Batch-dependent normalizations (``bn``, ``gn``, ``cn``) need per-channel moments over *all* points of the
+global batch; with data parallelism each rank only sees its shard. :func:`column_moments` computes the moments
+from sums that are all-reduced with a differentiable all-reduce, so that N ranks train exactly the model that
+one process would train on the concatenated batch (the SyncBatchNorm idea).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from jaxtyping import Float
+from torch import Tensor
+
+
+def distributed_world_size() -> int:
+    """Number of ranks when ``torch.distributed`` is initialised, else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def _all_reduce_sum(t: Tensor) -> Tensor:
+    """Differentiable sum over ranks (the backward pass all-reduces the gradients too)."""
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def unbiased_denominator(n: Tensor | int) -> Tensor | int:
+    """``n - 1`` clamped to at least 1: a single sample has variance 0 instead of NaN."""
+    if isinstance(n, Tensor):
+        return (n - 1).clamp_min(1)
+    return max(n - 1, 1)
+
+
+def column_moments(
+    x: Float[Tensor, "n c"], sync: bool = True
+) -> tuple[Float[Tensor, ""], Float[Tensor, "c"], Float[Tensor, "c"]]:
+    """Per-column count, mean and *unbiased* variance over the rows of ``x``.
+
+    When ``sync`` and more than one rank exist, the moments are those of the rows of all ranks together.
+    Returns ``(count, mean, var)``; ``count`` is a 0-dim float tensor.
+    """
+    if sync and distributed_world_size() > 1:
+        n_local = torch.tensor([float(x.shape[0])], dtype=x.dtype, device=x.device)
+        # One all-reduce for count, sum and sum of squares: [1 + C + C].
+        packed = torch.cat([n_local, x.sum(dim=0), (x * x).sum(dim=0)])
+        packed = _all_reduce_sum(packed)
+        c = x.shape[1]
+        n = packed[0]
+        mean = packed[1 : 1 + c] / n
+        sq = packed[1 + c :] / n
+        var_biased = (sq - mean * mean).clamp_min(0.0)
+        var = var_biased * n / unbiased_denominator(n)
+        return n, mean, var
+    n = x.shape[0]
+    var, mean = torch.var_mean(x, dim=0, correction=0)
+    var = var * (n / unbiased_denominator(n))
+    return torch.tensor(float(n), dtype=x.dtype, device=x.device), mean, var

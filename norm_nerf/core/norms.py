@@ -1,0 +1,285 @@
+"""Normalization layers for coordinate networks: batch, layer, global, cross and RMS norm.
+
+Every layer takes inputs of shape ``(..., C)``, flattens the leading dimensions to ``N`` points and
+normalizes the ``N x C`` matrix as in DESIGN.md §2, followed by a learnable per-channel affine
+(weight initialised to 1, bias to 0).
+
+Batch-dependent layers (``bn``, ``gn``, ``cn``) keep running estimates of their batch-dependent parts
+and use them in eval mode, so that eval output does not depend on chunking or batch composition:
+
+* running statistics are updated only in train mode *with gradients enabled* (a sampler's density
+  query under ``torch.no_grad()`` is not a training batch), unless ``update_under_no_grad=True``;
+* :func:`norm_nerf.core.recalibrate` re-estimates them from data (precise BN);
+* with ``torch.distributed`` initialised, batch statistics are all-reduced across ranks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from norm_nerf.core.distributed import column_moments, unbiased_denominator
+
+NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
+"""Valid normalization names (the CLI spelling)."""
+NORM_KINDS: tuple[str, ...] = get_args(NormKind)
+EPS = 1e-5
+
+
+class _AffineNorm(nn.Module):
+    """Shared parts: input checks, flattening to ``(N, C)`` and the per-channel affine."""
+
+    def __init__(self, num_features: int, eps: float = EPS, affine: bool = True) -> None:
+        super().__init__()
+        if int(num_features) < 1:
+            raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(self.num_features))
+            self.bias = nn.Parameter(torch.zeros(self.num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+    def _flatten(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "n c"]:
+        if x.dim() == 0 or x.shape[-1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape (..., {self.num_features}), got {tuple(x.shape)}"
+            )
+        return x.reshape(-1, self.num_features)
+
+    def _apply_affine(self, y: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        if self.weight is None:
+            return y
+        return torch.addcmul(self.bias, y, self.weight)
+
+    def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        raise NotImplementedError
+
+    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        x2 = self._flatten(x)
+        return self._apply_affine(self._normalize(x2)).reshape(x.shape)
+
+
+class LayerNorm(_AffineNorm):
+    """``ln``: per point, mean and (biased) variance over the C channels."""
+
+    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        self._flatten(x)  # shape check only
+        return F.layer_norm(x, (self.num_features,), self.weight, self.bias, self.eps)
+
+
+class RMSNorm(_AffineNorm):
+    """``rms``: per point, divide by the root mean square over the channels (no centring)."""
+
+    def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + self.eps)
+
+
+class RunningStatsNorm(_AffineNorm):
+    """Base of the batch-dependent norms: running estimates, update policy, eval mode, recalibration.
+
+    Args:
+        num_features: channels C.
+        eps: added to the variance.
+        momentum: weight of the newest batch in the running estimates; ``None`` = cumulative average.
+        sync: all-reduce batch statistics across ranks when ``torch.distributed`` is initialised.
+        update_under_no_grad: also update running statistics for train-mode passes under ``no_grad``.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = EPS,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        sync: bool = True,
+        update_under_no_grad: bool = False,
+    ) -> None:
+        super().__init__(num_features, eps, affine)
+        if momentum is not None and not 0.0 < momentum <= 1.0:
+            raise ValueError(f"{type(self).__name__}: momentum must be in (0, 1] or None, got {momentum!r}")
+        self.momentum = momentum
+        self.sync = sync
+        self.update_under_no_grad = update_under_no_grad
+        self.recalibrating = False
+        self._init_values: dict[str, float] = {}
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self._warned_untracked = False
+
+    def _register_stat(self, name: str, size: int, init: float) -> None:
+        self._init_values[name] = init
+        self.register_buffer(name, torch.full((size,), init))
+
+    def reset_running_stats(self) -> None:
+        """Set running estimates back to their initial values."""
+        for name, init in self._init_values.items():
+            getattr(self, name).fill_(init)
+        self.num_batches_tracked.zero_()
+
+    def should_update(self) -> bool:
+        """Whether the current forward pass updates the running statistics."""
+        return self.training and (torch.is_grad_enabled() or self.update_under_no_grad or self.recalibrating)
+
+    @torch.no_grad()
+    def _update(self, **stats: Tensor) -> None:
+        self.num_batches_tracked += 1
+        if self.momentum is None or self.recalibrating:
+            factor = 1.0 / float(self.num_batches_tracked.item())
+        else:
+            factor = self.momentum
+        for name, value in stats.items():
+            buf: Tensor = getattr(self, name)
+            buf.lerp_(value.detach().reshape(buf.shape).to(buf.dtype), factor)
+
+    def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        raise NotImplementedError
+
+    def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        raise NotImplementedError
+
+    def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        if self.training:
+            if x.shape[0] == 0:
+                raise ValueError(f"{type(self).__name__}: got an empty batch (N=0) in train mode")
+            return self._train_normalize(x)
+        if self.num_batches_tracked.item() == 0 and not self._warned_untracked:
+            self._warned_untracked = True
+            warnings.warn(
+                f"{type(self).__name__} is in eval mode but has never seen a training batch; its running "
+                "statistics are the initial values. Train it or call norm_nerf.core.recalibrate(model, batches).",
+                stacklevel=3,
+            )
+        return self._eval_normalize(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, momentum={self.momentum}, sync={self.sync}"
+
+
+def _standardize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+class BatchNorm(RunningStatsNorm):
+    """``bn``: per channel, mean and variance over the N points (as ``BatchNorm1d``).
+
+    Train mode normalizes with the biased batch variance; the running variance is the unbiased one,
+    exactly as in ``torch.nn.BatchNorm1d``.
+    """
+
+    def __init__(self, num_features: int, **kwargs) -> None:
+        super().__init__(num_features, **kwargs)
+        self._register_stat("running_mean", num_features, 0.0)
+        self._register_stat("running_var", num_features, 1.0)
+
+    def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        n, mean, var = column_moments(x, sync=self.sync)
+        if self.should_update():
+            self._update(running_mean=mean, running_var=var)
+        var_biased = var * (unbiased_denominator(n) / n)
+        return _standardize(x, mean, var_biased, self.eps)
+
+    def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        return _standardize(x, self.running_mean, self.running_var, self.eps)
+
+
+class GlobalNorm(RunningStatsNorm):
+    """``gn``: one mean and one (unbiased) variance over all N*C entries (the papers' global norm)."""
+
+    def __init__(self, num_features: int, **kwargs) -> None:
+        super().__init__(num_features, **kwargs)
+        self._register_stat("running_mean", 1, 0.0)
+        self._register_stat("running_var", 1, 1.0)
+
+    def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        _, mean, var = column_moments(x.reshape(-1, 1), sync=self.sync)
+        if self.should_update():
+            self._update(running_mean=mean, running_var=var)
+        return _standardize(x, mean, var, self.eps)
+
+    def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        return _standardize(x, self.running_mean, self.running_var, self.eps)
+
+
+class CrossNorm(RunningStatsNorm):
+    """``cn``: mean over the row+column "cross" through each entry, variance = column var + row var.
+
+    For entry (i, j) of the N x C matrix::
+
+        mu_ij    = (sum_k x_kj + sum_l x_il - x_ij) / (N + C)
+        sigma2_ij = Var_N(x)_j + Var_C(x)_i          (both unbiased, as in the authors' code)
+
+    In eval mode the column parts (``N * mean_j`` and ``Var_N(x)_j``) come from running estimates of the
+    per-channel mean and variance and of the training batch size N; the row parts are per point.
+    """
+
+    def __init__(self, num_features: int, **kwargs) -> None:
+        super().__init__(num_features, **kwargs)
+        self._register_stat("running_mean", num_features, 0.0)
+        self._register_stat("running_var", num_features, 1.0)
+        self._register_stat("running_n", 1, 0.0)
+
+    def _cross(self, x: Tensor, n: Tensor, col_mean: Tensor, col_var: Tensor) -> Tensor:
+        c = x.shape[1]
+        row_var, row_mean = torch.var_mean(x, dim=1, correction=0, keepdim=True)
+        row_var = row_var * (c / unbiased_denominator(c))
+        mean = (n * col_mean + c * row_mean - x) / (n + c)
+        return _standardize(x, mean, col_var + row_var, self.eps)
+
+    def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        n, mean, var = column_moments(x, sync=self.sync)
+        if self.should_update():
+            self._update(running_mean=mean, running_var=var, running_n=n)
+        return self._cross(x, n, mean, var)
+
+    def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        return self._cross(x, self.running_n, self.running_mean, self.running_var)
+
+
+_BUILDERS: dict[str, type[nn.Module]] = {
+    "bn": BatchNorm,
+    "ln": LayerNorm,
+    "gn": GlobalNorm,
+    "cn": CrossNorm,
+    "rms": RMSNorm,
+}
+_RUNNING_OPTS = ("momentum", "sync", "update_under_no_grad")
+
+
+def check_norm_kind(kind: str) -> str:
+    """Return the canonical (lower-case) norm name or raise a ValueError listing the valid ones."""
+    key = str(kind).strip().lower()
+    if key not in NORM_KINDS:
+        raise ValueError(f"unknown norm {kind!r}; valid norms are: {', '.join(NORM_KINDS)}")
+    return key
+
+
+def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
+    """Build a normalization layer for inputs of shape ``(..., num_features)``.
+
+    Args:
+        kind: one of ``none``, ``bn`` (batch), ``ln`` (layer), ``gn`` (global), ``cn`` (cross), ``rms``.
+        num_features: channels C of the input.
+        **opts: ``eps``, ``affine`` for all; ``momentum``, ``sync``, ``update_under_no_grad`` for bn/gn/cn
+            (ignored by the others, which have no running statistics).
+    """
+    key = check_norm_kind(kind)
+    if key == "none":
+        return nn.Identity()
+    cls = _BUILDERS[key]
+    if not issubclass(cls, RunningStatsNorm):
+        opts = {k: v for k, v in opts.items() if k not in _RUNNING_OPTS}
+    unknown = set(opts) - {"eps", "affine", *_RUNNING_OPTS}
+    if unknown:
+        raise TypeError(f"build_norm({key!r}): unknown options {sorted(unknown)}")
+    return cls(num_features, **opts)
