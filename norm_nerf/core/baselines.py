@@ -136,9 +136,7 @@ class MFN(nn.Module):
         if kind == "fourier":
             self.filters = nn.ModuleList(_FourierFilter(in_dim, width, scale) for _ in range(depth))
         else:
-            self.filters = nn.ModuleList(
-                _GaborFilter(in_dim, width, scale, alpha / depth, beta) for _ in range(depth)
-            )
+            self.filters = nn.ModuleList(_GaborFilter(in_dim, width, scale, alpha / depth, beta) for _ in range(depth))
         self.linears = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         bound = math.sqrt(1.0 / width)
         with torch.no_grad():

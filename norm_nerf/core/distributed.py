@@ -37,7 +37,7 @@ def unbiased_denominator(n: Tensor | int) -> Tensor | int:
 
 def column_moments(
     x: Float[Tensor, "n c"], sync: bool = True
-) -> tuple[Float[Tensor, ""], Float[Tensor, "c"], Float[Tensor, "c"]]:
+) -> tuple[Float[Tensor, ""], Float[Tensor, "c"], Float[Tensor, "c"]]:  # noqa: F821
     """Per-column count, mean and *unbiased* variance over the rows of ``x``.
 
     When ``sync`` and more than one rank exist, the moments are those of the rows of all ranks together.

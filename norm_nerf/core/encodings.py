@@ -34,7 +34,9 @@ class FourierEncoding(nn.Module):
     def __init__(self, in_dim: int, num_frequencies: int = 10, include_input: bool = True) -> None:
         super().__init__()
         if in_dim < 1 or num_frequencies < 0:
-            raise ValueError(f"FourierEncoding: need in_dim >= 1 and num_frequencies >= 0, got {in_dim}, {num_frequencies}")
+            raise ValueError(
+                f"FourierEncoding: need in_dim >= 1 and num_frequencies >= 0, got {in_dim}, {num_frequencies}"
+            )
         self.in_dim = in_dim
         self.num_frequencies = num_frequencies
         self.include_input = include_input

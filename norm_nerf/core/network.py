@@ -149,7 +149,9 @@ class CoordinateNetwork(nn.Module):
 
     def forward(self, x: Float[Tensor, "*batch in_dim"]) -> Float[Tensor, "*batch out_dim"]:
         if x.dim() == 0 or x.shape[-1] != self.in_dim:
-            raise ValueError(f"network {self.method!r} expects coordinates of shape (..., {self.in_dim}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"network {self.method!r} expects coordinates of shape (..., {self.in_dim}), got {tuple(x.shape)}"
+            )
         if self.encoding is not None:
             x = self.encoding((x + 1.0) * 0.5 if self._hash_input else x)
         return self.body(x)

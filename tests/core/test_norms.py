@@ -26,7 +26,7 @@ def _independent(kind: str, x: np.ndarray) -> np.ndarray:
         out = np.empty_like(x)
         for i in range(n):
             for j in range(c):
-                cross = [x[k, j] for k in range(n)] + [x[i, l] for l in range(c) if l != j]
+                cross = [x[k, j] for k in range(n)] + [x[i, m] for m in range(c) if m != j]
                 mu = sum(cross) / (n + c)
                 var = np.var(x[:, j], ddof=1) + np.var(x[i, :], ddof=1)
                 out[i, j] = (x[i, j] - mu) / np.sqrt(var + EPS)
