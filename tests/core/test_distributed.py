@@ -35,7 +35,7 @@ def _weights(norm: torch.nn.Module) -> None:
 
 
 def _worker(rank: int, world: int, port: int, kind: str, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         x, r = _data()
@@ -53,6 +53,7 @@ def _worker(rank: int, world: int, port: int, kind: str, out_dir: str) -> None:
             },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
+        dist.barrier()  # nobody tears down gloo while the other rank still talks to it
     finally:
         dist.destroy_process_group()
 

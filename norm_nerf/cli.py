@@ -1,0 +1,19 @@
+"""Console-script plumbing: user-facing errors become one clear line, not a stack trace."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run ``main``; known user errors (bad files, names, values) exit with status 2 and a message."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Signal tasks (images, CT, MRI, occupancy) trained with one loop over the shared field core."""
