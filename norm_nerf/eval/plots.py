@@ -42,7 +42,9 @@ def save_image_grid(
     return path
 
 
-def save_curves(curves: dict[str, tuple[list[int], list[float]]], path: Path, ylabel: str = "train-mode PSNR [dB]") -> Path:
+def save_curves(
+    curves: dict[str, tuple[list[int], list[float]]], path: Path, ylabel: str = "train-mode PSNR [dB]"
+) -> Path:
     """One line per method: metric over training steps."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
