@@ -55,7 +55,9 @@ def column_moments(
         var_biased = (sq - mean * mean).clamp_min(0.0)
         var = var_biased * n / unbiased_denominator(n)
         return n, mean, var
+    # Two-pass sums: several times faster than torch.var_mean (Welford) on CPU, and as accurate.
     n = x.shape[0]
-    var, mean = torch.var_mean(x, dim=0, correction=0)
-    var = var * (n / unbiased_denominator(n))
+    mean = x.sum(dim=0) / n
+    d = x - mean
+    var = (d * d).sum(dim=0) / unbiased_denominator(n)
     return torch.tensor(float(n), dtype=x.dtype, device=x.device), mean, var

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from norm_nerf.core.distributed import column_moments, unbiased_denominator
+from norm_nerf.core.distributed import column_moments, distributed_world_size, unbiased_denominator
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
@@ -182,6 +182,30 @@ class BatchNorm(RunningStatsNorm):
         self._register_stat("running_mean", num_features, 0.0)
         self._register_stat("running_var", num_features, 1.0)
 
+    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        needs_sync = self.sync and distributed_world_size() > 1
+        x2 = self._flatten(x)
+        if needs_sync or x2.shape[0] < 2 or (not self.training and self.num_batches_tracked.item() == 0):
+            return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
+        # Fused native kernel; identical statistics and running-update rule (lerp by the same factor).
+        update = self.training and self.should_update()
+        factor = 0.0
+        if update:
+            self.num_batches_tracked += 1
+            k = float(self.num_batches_tracked.item())
+            factor = 1.0 / k if (self.momentum is None or self.recalibrating) else self.momentum
+        y = F.batch_norm(
+            x2,
+            self.running_mean if (update or not self.training) else None,
+            self.running_var if (update or not self.training) else None,
+            self.weight,
+            self.bias,
+            self.training,
+            factor,
+            self.eps,
+        )
+        return y.reshape(x.shape)
+
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         n, mean, var = column_moments(x, sync=self.sync)
         if self.should_update():
@@ -231,8 +255,9 @@ class CrossNorm(RunningStatsNorm):
 
     def _cross(self, x: Tensor, n: Tensor, col_mean: Tensor, col_var: Tensor) -> Tensor:
         c = x.shape[1]
-        row_var, row_mean = torch.var_mean(x, dim=1, correction=0, keepdim=True)
-        row_var = row_var * (c / unbiased_denominator(c))
+        row_mean = x.sum(dim=1, keepdim=True) / c
+        d = x - row_mean
+        row_var = (d * d).sum(dim=1, keepdim=True) / unbiased_denominator(c)
         mean = (n * col_mean + c * row_mean - x) / (n + c)
         return _standardize(x, mean, col_var + row_var, self.eps)
 

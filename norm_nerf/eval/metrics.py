@@ -24,17 +24,27 @@ def psnr(pred: Float[Tensor, "*shape"], target: Float[Tensor, "*shape"], data_ra
     return mse_to_psnr(err, data_range)
 
 
-def ssim(pred: Float[Tensor, "h w *c"], target: Float[Tensor, "h w *c"], data_range: float = 1.0) -> float:
-    """Structural similarity (Wang et al. 2004, Gaussian window sigma 1.5) of an image or volume."""
+def ssim(
+    pred: Float[Tensor, "*shape"],
+    target: Float[Tensor, "*shape"],
+    data_range: float = 1.0,
+    channel_axis: int | None = None,
+) -> float:
+    """Structural similarity (Wang et al. 2004, Gaussian window sigma 1.5) of an image or volume.
+
+    ``channel_axis`` marks a colour axis (e.g. -1 for (H, W, 3)); NaN when a side is shorter than the 7-pixel window.
+    """
     from skimage.metrics import structural_similarity
 
     if pred.shape != target.shape:
         raise ValueError(f"ssim: shapes differ, {tuple(pred.shape)} vs {tuple(target.shape)}")
     p = pred.detach().clamp(0, data_range).double().cpu().numpy()
     t = target.detach().double().cpu().numpy()
-    channel_axis = -1 if p.ndim == 3 and p.shape[-1] in (1, 3) else None
-    if channel_axis is not None and p.shape[-1] == 1:
-        p, t, channel_axis = p[..., 0], t[..., 0], None
+    if channel_axis is not None and p.shape[channel_axis] == 1:
+        p, t, channel_axis = np.squeeze(p, channel_axis), np.squeeze(t, channel_axis), None
+    spatial = [s for i, s in enumerate(p.shape) if channel_axis is None or i != channel_axis % p.ndim]
+    if min(spatial) < 7:
+        return float("nan")
     return float(
         structural_similarity(
             p, t, data_range=data_range, channel_axis=channel_axis, gaussian_weights=True, sigma=1.5,

@@ -58,3 +58,66 @@ def save_curves(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def log_spectrum(img: np.ndarray) -> np.ndarray:
+    """Centred log-magnitude 2-D Fourier spectrum of an image (channels averaged)."""
+    gray = img.mean(-1) if img.ndim == 3 else img
+    return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(gray - gray.mean()))))
+
+
+def save_spectra(target: np.ndarray, pred: np.ndarray, path: Path) -> Path:
+    """The prediction's Fourier spectrum beside the target's (shared colour scale)."""
+    plt = _plt()
+    st, sp = log_spectrum(target), log_spectrum(pred)
+    vmax = float(max(st.max(), sp.max()))
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
+    for ax, spec, title in zip(axes, (st, sp), ("target spectrum", "reconstruction spectrum")):
+        ax.imshow(spec, cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, str] | None = None) -> Path:
+    """A row of images (gray or RGB, values in [0, 1]) plus an |error| map of ``error_of = (pred, target)``."""
+    plt = _plt()
+    items = list(panels.items())
+    if error_of is not None:
+        pred, target = panels[error_of[0]], panels[error_of[1]]
+        err = np.abs(np.clip(pred, 0, 1) - target)
+        items.append(("|error|", err.mean(-1) if err.ndim == 3 else err))
+    fig, axes = plt.subplots(1, len(items), figsize=(2.8 * len(items), 3.0), squeeze=False)
+    for ax, (title, img) in zip(axes[0], items):
+        is_err = title == "|error|"
+        cmap = "inferno" if is_err else ("gray" if img.ndim == 2 or img.shape[-1] == 1 else None)
+        vmax = 0.25 if is_err else 1.0
+        ax.imshow(np.clip(np.squeeze(img), 0, None if is_err else 1), cmap=cmap, vmin=0, vmax=vmax)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_rate_distortion(points: dict[str, list[tuple[float, float]]], path: Path) -> Path:
+    """PSNR against bits per pixel, one line per method (the compression view of image fitting)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pts in points.items():
+        pts = sorted(pts)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xlabel("bits per pixel (32-bit parameters)")
+    ax.set_ylabel("PSNR [dB] (eval mode)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -110,10 +110,11 @@ class ImageSignal:
     def out_dim(self) -> int:
         return self.channels
 
-    def loss(self, pred: Float[Tensor, "p c"]) -> Tensor:
-        return (pred - self.target.to(pred.device)).square().mean()
+    def loss(self, pred: Float[Tensor, "p c"], idx: Tensor | None = None) -> Tensor:
+        target = self.target.to(pred.device)
+        return (pred - (target if idx is None else target[idx])).square().mean()
 
-    def quick_metric(self, pred: Float[Tensor, "p c"], loss: Tensor) -> float:
+    def quick_metric(self, pred: Float[Tensor, "p c"], loss: Tensor, idx: Tensor | None = None) -> float:
         return mse_to_psnr(float(loss.item()))
 
     def as_image(self, pred: Float[Tensor, "p c"]) -> Float[Tensor, "h w c"]:
@@ -121,4 +122,4 @@ class ImageSignal:
 
     def metrics(self, pred: Float[Tensor, "p c"]) -> dict[str, float]:
         img = self.as_image(pred.cpu())
-        return {"psnr": psnr(img, self.image), "ssim": ssim(img, self.image)}
+        return {"psnr": psnr(img, self.image), "ssim": ssim(img, self.image, channel_axis=-1)}

@@ -26,17 +26,32 @@ class Signal(Protocol):
     coords: Float[Tensor, "p d"]
     """All network inputs (coordinates in [-1, 1])."""
 
-    def loss(self, pred: Float[Tensor, "p out"]) -> Tensor:
-        """Training loss of a prediction at all coordinates."""
+    def loss(self, pred: Float[Tensor, "b out"], idx: Tensor | None = None) -> Tensor:
+        """Training loss of a prediction at ``coords[idx]`` (all coordinates when ``idx`` is None)."""
         ...
 
     def metrics(self, pred: Float[Tensor, "p out"]) -> dict[str, float]:
-        """Quality metrics of a prediction at all coordinates (``psnr`` at least)."""
+        """Quality metrics of a prediction at all evaluation coordinates (``psnr`` or ``iou`` at least)."""
         ...
 
-    def quick_metric(self, pred: Float[Tensor, "p out"], loss: Tensor) -> float:
-        """A cheap metric (PSNR) of the training forward pass, for curves and the best-seen value."""
+    def quick_metric(self, pred: Float[Tensor, "b out"], loss: Tensor, idx: Tensor | None = None) -> float:
+        """A cheap metric of the training forward pass, for curves and the best-seen value."""
         ...
+
+
+def signal_metric_name(signal: Signal) -> str:
+    """Name of the quick metric (``psnr`` unless the signal says otherwise, e.g. ``iou``)."""
+    return getattr(signal, "metric_name", "psnr")
+
+
+def signal_eval_coords(signal: Signal) -> Tensor:
+    """Coordinates at which the final metrics are computed (a held-out grid for occupancy)."""
+    return getattr(signal, "eval_coords", signal.coords)
+
+
+def signal_batch_size(signal: Signal) -> int | None:
+    """Training batch size; None = full batch."""
+    return getattr(signal, "batch_size", None)
 
 
 @dataclass
@@ -55,6 +70,8 @@ class TrainConfig:
     """Record the training curve every this many steps."""
     chunk: int = 65536
     """Points per forward pass when evaluating."""
+    recalib_batches: int = 8
+    """Training-sized batches used to recalibrate running statistics (mini-batch signals)."""
     seed: int = 0
     """Seed for the network initialisation."""
     device: str = "cpu"
@@ -80,7 +97,7 @@ class FitResult:
     train_mode_metrics: dict[str, float]
     """Metrics of the final model in train mode (batch statistics)."""
     best_train_mode_metric: float
-    """Best quick metric (PSNR) seen during training, in train mode (what the authors' code reports)."""
+    """Best quick metric seen during training, in train mode (what the authors' code reports)."""
     curve_steps: list[int] = field(default_factory=list)
     curve_metric: list[float] = field(default_factory=list)
     curve_loss: list[float] = field(default_factory=list)
@@ -121,18 +138,23 @@ def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     result = FitResult(metrics={}, train_mode_metrics={}, best_train_mode_metric=-math.inf)
     start = time.perf_counter()
+    batch = signal_batch_size(signal)
+    gen = torch.Generator().manual_seed(cfg.seed)
     net.train()
-    with _progress(cfg.progress, label, cfg.steps) as advance:
+    with _progress(cfg.progress, label, cfg.steps, signal_metric_name(signal)) as advance:
         for step in range(cfg.steps):
-            pred = net(coords)
-            loss = signal.loss(pred)
+            idx = None
+            if batch is not None and batch < len(coords):
+                idx = torch.randint(len(coords), (batch,), generator=gen).to(device)
+            pred = net(coords if idx is None else coords[idx])
+            loss = signal.loss(pred, idx)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{label}: loss became {loss.item()} at step {step}; try a smaller --lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            metric = signal.quick_metric(pred.detach(), loss.detach())
+            metric = signal.quick_metric(pred.detach(), loss.detach(), idx)
             result.best_train_mode_metric = max(result.best_train_mode_metric, metric)
             if step % cfg.log_every == 0 or step == cfg.steps - 1:
                 result.curve_steps.append(step)
@@ -141,21 +163,31 @@ def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str 
             advance(metric)
     result.seconds = time.perf_counter() - start
     result.steps = cfg.steps
-    with torch.no_grad():
-        result.train_mode_metrics = signal.metrics(net(coords).cpu())
-    recalibrate(net, [coords])
+    eval_coords = signal_eval_coords(signal).to(device)
+    batch = signal_batch_size(signal)
+    with torch.no_grad():  # train mode = batch statistics of training-sized batches
+        result.train_mode_metrics = signal.metrics(predict(net, eval_coords, batch or len(eval_coords)).cpu())
+    recalibrate(net, _recalibration_batches(coords, batch, cfg.recalib_batches, gen))
     net.eval()
-    pred = predict(net, coords, cfg.chunk).cpu()
+    pred = predict(net, eval_coords, cfg.chunk).cpu()
     result.metrics = signal.metrics(pred)
     result.prediction = pred
     return result
 
 
+def _recalibration_batches(coords: Tensor, batch: int | None, count: int, gen: torch.Generator) -> list[Tensor]:
+    if batch is None or batch >= len(coords):
+        return [coords]
+    return [
+        coords[torch.randperm(len(coords), generator=gen, device="cpu")[:batch].to(coords.device)] for _ in range(count)
+    ]
+
+
 class _progress:
     """A rich progress bar that shows the running metric; a no-op when disabled."""
 
-    def __init__(self, enabled: bool, label: str, total: int) -> None:
-        self.enabled, self.label, self.total = enabled, label, total
+    def __init__(self, enabled: bool, label: str, total: int, metric: str) -> None:
+        self.enabled, self.label, self.total, self.metric = enabled, label, total, metric
 
     def __enter__(self):
         if not self.enabled:
@@ -170,7 +202,7 @@ class _progress:
         task = self._bar.add_task(self.label, total=self.total, m="")
 
         def advance(metric: float) -> None:
-            self._bar.update(task, advance=1, m=f"train-mode PSNR {metric:6.2f} dB")
+            self._bar.update(task, advance=1, m=f"train-mode {self.metric} {metric:7.3f}")
 
         return advance
 

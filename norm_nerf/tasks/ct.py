@@ -1,0 +1,138 @@
+"""2-D parallel-beam CT: the network predicts density on the pixel grid, a differentiable Radon transform
+turns it into projections, and the loss compares them with the measured projections at a sparse set of
+angles. Metrics compare the reconstructed image with the true one.
+
+The Radon transform follows scikit-image's ``radon(image, theta, circle=True)``: the image is rotated
+about pixel ``(n // 2, n // 2)`` with bilinear interpolation and summed over rows; the field of view is the
+inscribed circle (values outside it are zero in the target and in the prediction).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from norm_nerf.eval.metrics import mse_to_psnr, psnr, ssim
+from norm_nerf.tasks.image import ImageError, load_image, pixel_grid, resize_image
+
+
+def angles_deg(num_angles: int, max_angle: float = 180.0) -> Float[Tensor, "a"]:  # noqa: F821
+    """``num_angles`` projection angles evenly spaced in [0, max_angle) degrees."""
+    if num_angles < 1:
+        raise ValueError(f"--angles must be >= 1, got {num_angles}")
+    return torch.arange(num_angles, dtype=torch.float64) * (max_angle / num_angles)
+
+
+def _rotation_grid(n: int, theta_deg: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Sampling grids (A, n, n, 2) in grid_sample's normalized coordinates for each angle."""
+    center = n // 2
+    t = torch.deg2rad(theta_deg.to(torch.float64)).to(device)
+    cos, sin = torch.cos(t)[:, None, None], torch.sin(t)[:, None, None]
+    idx = torch.arange(n, dtype=torch.float64, device=device)
+    r, c = torch.meshgrid(idx - center, idx - center, indexing="ij")
+    x_in = cos * c + sin * r + center
+    y_in = -sin * c + cos * r + center
+    grid = torch.stack([x_in, y_in], dim=-1) / (n - 1) * 2 - 1
+    return grid.to(dtype)
+
+
+def radon(image: Float[Tensor, "n n"], theta_deg: Float[Tensor, "a"]) -> Float[Tensor, "n a"]:  # noqa: F821
+    """Differentiable parallel-beam projections of a square image (skimage's layout: detector x angle)."""
+    if image.dim() != 2 or image.shape[0] != image.shape[1]:
+        raise ValueError(f"radon expects a square (n, n) image, got {tuple(image.shape)}")
+    n = image.shape[0]
+    grid = _rotation_grid(n, theta_deg, image.dtype, image.device)
+    stack = image[None, None].expand(len(theta_deg), 1, n, n)
+    rotated = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return rotated[:, 0].sum(dim=1).T
+
+
+def circle_mask(n: int) -> Float[Tensor, "n n"]:
+    """1 inside the circle inscribed in the n x n grid (skimage's ``circle=True`` field of view)."""
+    idx = torch.arange(n, dtype=torch.float64) - n // 2
+    r2 = idx[:, None] ** 2 + idx[None, :] ** 2
+    return (r2 <= (n // 2) ** 2).to(torch.float32)
+
+
+def load_ct_image(path: Path | None, size: int) -> Float[Tensor, "n n"]:
+    """The CT target in [0, 1]: a PNG/JPEG/TIFF (gray) or a DICOM slice; default the Shepp–Logan phantom."""
+    if path is None:
+        from skimage.data import shepp_logan_phantom
+
+        img = torch.from_numpy(shepp_logan_phantom().astype(np.float32))[..., None]
+        return resize_image(img, size)[..., 0]
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        img = _read_dicom(path)
+        if size > max(img.shape):
+            raise ImageError(f"{path}: --size {size} is larger than the image {tuple(img.shape)}")
+        return resize_image(img[..., None], size)[..., 0]
+    return load_image(path, resize=size, gray=True)[..., 0]
+
+
+def _read_dicom(path: Path) -> Tensor:
+    import pydicom
+
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    try:
+        arr = pydicom.dcmread(path).pixel_array.astype(np.float64)
+    except Exception as err:  # pydicom raises many types for broken files
+        raise ImageError(f"{path}: not a readable DICOM image ({type(err).__name__}: {err})") from None
+    if arr.ndim != 2:
+        raise ImageError(f"{path}: expected a single 2-D slice, got pixel array of shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{path}: DICOM contains NaN or infinite values")
+    lo, hi = arr.min(), arr.max()
+    if hi <= lo:
+        raise ImageError(f"{path}: DICOM image is constant")
+    return torch.from_numpy(((arr - lo) / (hi - lo)).astype(np.float32))
+
+
+def _square(img: Tensor) -> Tensor:
+    h, w = img.shape
+    n = min(h, w)
+    top, left = (h - n) // 2, (w - n) // 2
+    return img[top : top + n, left : left + n]
+
+
+class CTSignal:
+    """Sparse-view CT of a square image inside its inscribed circle."""
+
+    def __init__(self, image: Float[Tensor, "h w"], num_angles: int = 100) -> None:
+        img = _square(image.float())
+        self.n = img.shape[0]
+        if self.n < 8:
+            raise ImageError(f"CT image must be at least 8x8 pixels, got {tuple(image.shape)}")
+        self.mask = circle_mask(self.n)
+        self.image = img * self.mask
+        self.theta = angles_deg(num_angles)
+        self.sinogram = radon(self.image.double(), self.theta).float()
+        self.coords = pixel_grid(self.n, self.n)
+        self.channels = 1
+
+    def as_image(self, pred: Float[Tensor, "p 1"]) -> Float[Tensor, "n n"]:
+        return pred.reshape(self.n, self.n) * self.mask.to(pred.device)
+
+    def loss(self, pred: Float[Tensor, "p 1"], idx: Tensor | None = None) -> Tensor:
+        sino = radon(self.as_image(pred), self.theta)
+        return (sino - self.sinogram.to(pred.device)).square().mean()
+
+    def quick_metric(self, pred: Float[Tensor, "p 1"], loss: Tensor, idx: Tensor | None = None) -> float:
+        err = (self.as_image(pred).clamp(0, 1) - self.image.to(pred.device)).square().mean()
+        return mse_to_psnr(float(err.item()))
+
+    def metrics(self, pred: Float[Tensor, "p 1"]) -> dict[str, float]:
+        img = self.as_image(pred.cpu())
+        return {"psnr": psnr(img, self.image), "ssim": ssim(img, self.image)}
+
+    def projection_psnr(self, pred: Float[Tensor, "p 1"]) -> float:
+        """PSNR of the predicted projections against the measured ones (relative to their peak)."""
+        sino = radon(self.as_image(pred.cpu()), self.theta)
+        peak = float(self.sinogram.abs().max())
+        return mse_to_psnr(float((sino - self.sinogram).square().mean()) / peak**2)
