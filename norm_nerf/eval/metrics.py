@@ -32,7 +32,7 @@ def ssim(
 ) -> float:
     """Structural similarity (Wang et al. 2004, Gaussian window sigma 1.5) of an image or volume.
 
-    ``channel_axis`` marks a colour axis (e.g. -1 for (H, W, 3)); NaN when a side is shorter than the 7-pixel window.
+    ``channel_axis`` marks a colour axis (e.g. -1 for (H, W, 3)); NaN when a side is shorter than the 11-sample window.
     """
     from skimage.metrics import structural_similarity
 
@@ -43,7 +43,7 @@ def ssim(
     if channel_axis is not None and p.shape[channel_axis] == 1:
         p, t, channel_axis = np.squeeze(p, channel_axis), np.squeeze(t, channel_axis), None
     spatial = [s for i, s in enumerate(p.shape) if channel_axis is None or i != channel_axis % p.ndim]
-    if min(spatial) < 7:
+    if min(spatial) < 11:  # the Gaussian window (sigma 1.5) spans 11 samples
         return float("nan")
     return float(
         structural_similarity(

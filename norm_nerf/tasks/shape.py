@@ -72,7 +72,8 @@ def _parity_along(vertices: np.ndarray, faces: np.ndarray, axes: list[np.ndarray
     local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     iu = u0[f_idx] + local // np.maximum(nv[f_idx], 1)
     iv = v0[f_idx] + local % np.maximum(nv[f_idx], 1)
-    pu, pv = us[iu], vs[iv]
+    # A tiny irrational shift of the rays keeps them off shared triangle edges (no double counting).
+    pu, pv = us[iu] + 1.3e-9 * np.sqrt(2.0), vs[iv] + 1.7e-9 * np.sqrt(3.0)
     a, b, c = tri[f_idx, 0], tri[f_idx, 1], tri[f_idx, 2]
     # 2-D barycentric coordinates in the (u, v) plane
     d = (b[:, u_ax] - a[:, u_ax]) * (c[:, v_ax] - a[:, v_ax]) - (c[:, u_ax] - a[:, u_ax]) * (b[:, v_ax] - a[:, v_ax])
