@@ -16,6 +16,8 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal, get_args
 
 import torch
@@ -95,6 +97,9 @@ class RunningStatsNorm(_AffineNorm):
         momentum: weight of the newest batch in the running estimates; ``None`` = cumulative average.
         sync: all-reduce batch statistics across ranks when ``torch.distributed`` is initialised.
         update_under_no_grad: also update running statistics for train-mode passes under ``no_grad``.
+        num_slots: independent sets of running statistics, chosen with :func:`stat_slot` (e.g. one per
+            render pass when a network sees differently distributed inputs, like Mip-NeRF's coarse and fine
+            samples).
     """
 
     def __init__(
@@ -105,8 +110,13 @@ class RunningStatsNorm(_AffineNorm):
         affine: bool = True,
         sync: bool = True,
         update_under_no_grad: bool = False,
+        num_slots: int = 1,
     ) -> None:
         super().__init__(num_features, eps, affine)
+        if num_slots < 1:
+            raise ValueError(f"{type(self).__name__}: num_slots must be >= 1, got {num_slots}")
+        self.num_slots = int(num_slots)
+        self.slot = 0
         if momentum is not None and not 0.0 < momentum <= 1.0:
             raise ValueError(f"{type(self).__name__}: momentum must be in (0, 1] or None, got {momentum!r}")
         self.momentum = momentum
@@ -114,12 +124,20 @@ class RunningStatsNorm(_AffineNorm):
         self.update_under_no_grad = update_under_no_grad
         self.recalibrating = False
         self._init_values: dict[str, float] = {}
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.register_buffer("num_batches_tracked", torch.zeros(self.num_slots, dtype=torch.long))
         self._warned_untracked = False
 
     def _register_stat(self, name: str, size: int, init: float) -> None:
         self._init_values[name] = init
-        self.register_buffer(name, torch.full((size,), init))
+        self.register_buffer(name, torch.full((self.num_slots, size), init))
+
+    def stat(self, name: str) -> Tensor:
+        """The running statistic ``name`` of the current slot."""
+        return getattr(self, name)[self.slot]
+
+    def tracked(self) -> int:
+        """Training batches seen by the current slot."""
+        return int(self.num_batches_tracked[self.slot].item())
 
     def reset_running_stats(self) -> None:
         """Set running estimates back to their initial values."""
@@ -133,14 +151,17 @@ class RunningStatsNorm(_AffineNorm):
 
     @torch.no_grad()
     def _update(self, **stats: Tensor) -> None:
-        self.num_batches_tracked += 1
-        if self.momentum is None or self.recalibrating:
-            factor = 1.0 / float(self.num_batches_tracked.item())
-        else:
-            factor = self.momentum
+        factor = self._next_factor()
         for name, value in stats.items():
-            buf: Tensor = getattr(self, name)
+            buf = self.stat(name)
             buf.lerp_(value.detach().reshape(buf.shape).to(buf.dtype), factor)
+
+    def _next_factor(self) -> float:
+        """Count a training batch in the current slot and return its weight in the running estimates."""
+        self.num_batches_tracked[self.slot] += 1
+        if self.momentum is None or self.recalibrating:
+            return 1.0 / float(self.tracked())
+        return self.momentum
 
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
@@ -153,7 +174,7 @@ class RunningStatsNorm(_AffineNorm):
             if x.shape[0] == 0:
                 raise ValueError(f"{type(self).__name__}: got an empty batch (N=0) in train mode")
             return self._train_normalize(x)
-        if self.num_batches_tracked.item() == 0 and not self._warned_untracked:
+        if self.tracked() == 0 and not self._warned_untracked:
             self._warned_untracked = True
             warnings.warn(
                 f"{type(self).__name__} is in eval mode but has never seen a training batch; its running "
@@ -185,19 +206,16 @@ class BatchNorm(RunningStatsNorm):
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         needs_sync = self.sync and distributed_world_size() > 1
         x2 = self._flatten(x)
-        if needs_sync or x2.shape[0] < 2 or (not self.training and self.num_batches_tracked.item() == 0):
+        if needs_sync or x2.shape[0] < 2 or (not self.training and self.tracked() == 0):
             return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
         # Fused native kernel; identical statistics and running-update rule (lerp by the same factor).
         update = self.training and self.should_update()
-        factor = 0.0
-        if update:
-            self.num_batches_tracked += 1
-            k = float(self.num_batches_tracked.item())
-            factor = 1.0 / k if (self.momentum is None or self.recalibrating) else self.momentum
+        factor = self._next_factor() if update else 0.0
+        use_running = update or not self.training
         y = F.batch_norm(
             x2,
-            self.running_mean if (update or not self.training) else None,
-            self.running_var if (update or not self.training) else None,
+            self.stat("running_mean") if use_running else None,
+            self.stat("running_var") if use_running else None,
             self.weight,
             self.bias,
             self.training,
@@ -214,7 +232,7 @@ class BatchNorm(RunningStatsNorm):
         return _standardize(x, mean, var_biased, self.eps)
 
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        return _standardize(x, self.running_mean, self.running_var, self.eps)
+        return _standardize(x, self.stat("running_mean"), self.stat("running_var"), self.eps)
 
 
 class GlobalNorm(RunningStatsNorm):
@@ -232,7 +250,7 @@ class GlobalNorm(RunningStatsNorm):
         return _standardize(x, mean, var, self.eps)
 
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        return _standardize(x, self.running_mean, self.running_var, self.eps)
+        return _standardize(x, self.stat("running_mean"), self.stat("running_var"), self.eps)
 
 
 class CrossNorm(RunningStatsNorm):
@@ -268,7 +286,7 @@ class CrossNorm(RunningStatsNorm):
         return self._cross(x, n, mean, var)
 
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        return self._cross(x, self.running_n, self.running_mean, self.running_var)
+        return self._cross(x, self.stat("running_n"), self.stat("running_mean"), self.stat("running_var"))
 
 
 _BUILDERS: dict[str, type[nn.Module]] = {
@@ -278,7 +296,7 @@ _BUILDERS: dict[str, type[nn.Module]] = {
     "cn": CrossNorm,
     "rms": RMSNorm,
 }
-_RUNNING_OPTS = ("momentum", "sync", "update_under_no_grad")
+_RUNNING_OPTS = ("momentum", "sync", "update_under_no_grad", "num_slots")
 
 
 def check_norm_kind(kind: str) -> str:
@@ -308,3 +326,20 @@ def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
     if unknown:
         raise TypeError(f"build_norm({key!r}): unknown options {sorted(unknown)}")
     return cls(num_features, **opts)
+
+
+@contextmanager
+def stat_slot(module: nn.Module, slot: int) -> Iterator[None]:
+    """Use running-statistics slot ``slot`` in every bn/gn/cn layer of ``module`` inside the block."""
+    norms = [m for m in module.modules() if isinstance(m, RunningStatsNorm)]
+    for m in norms:
+        if not 0 <= slot < m.num_slots:
+            raise ValueError(f"stat_slot({slot}): {type(m).__name__} has {m.num_slots} slot(s)")
+    previous = [m.slot for m in norms]
+    for m in norms:
+        m.slot = slot
+    try:
+        yield
+    finally:
+        for m, prev in zip(norms, previous):
+            m.slot = prev

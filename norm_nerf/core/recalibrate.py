@@ -42,7 +42,7 @@ def recalibrate(
     if not norms:
         return 0
     flags = {m: m.training for m in model.modules()}
-    saved = [{k: v.clone() for k, v in m.state_dict().items() if k in m._buffers} for m in norms]
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.recalibrating = True

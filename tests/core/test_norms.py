@@ -124,23 +124,50 @@ def test_no_grad_forward_leaves_statistics_untouched(kind: str) -> None:
     for k, v in norm.named_buffers():
         assert torch.equal(v, before[k]), k
     norm(torch.randn(32, 6) * 5)  # with gradients: a training batch, updates
-    assert not torch.equal(norm.running_mean, before["running_mean"])
+    assert not torch.equal(norm.running_mean, before["running_mean"])  # (slots, C) buffer
 
 
 def test_update_under_no_grad_option() -> None:
     norm = build_norm("cn", 3, update_under_no_grad=True).train()
     with torch.no_grad():
         norm(torch.randn(10, 3) + 4)
-    assert norm.num_batches_tracked.item() == 1
+    assert norm.tracked() == 1
 
 
 def test_running_statistics_follow_momentum() -> None:
     norm = build_norm("cn", 3, momentum=0.25).train()
     x = torch.randn(20, 3, dtype=torch.float32) * 2 + 3
     norm(x)
-    torch.testing.assert_close(norm.running_mean, 0.25 * x.mean(0))
-    torch.testing.assert_close(norm.running_var, 0.75 + 0.25 * x.var(0))
-    torch.testing.assert_close(norm.running_n, torch.tensor([0.25 * 20]))
+    torch.testing.assert_close(norm.stat("running_mean"), 0.25 * x.mean(0))
+    torch.testing.assert_close(norm.stat("running_var"), 0.75 + 0.25 * x.var(0))
+    torch.testing.assert_close(norm.stat("running_n"), torch.tensor([0.25 * 20]))
+
+
+@pytest.mark.parametrize("kind", ["bn", "gn", "cn"])
+def test_statistic_slots_are_independent(kind: str) -> None:
+    from norm_nerf.core.norms import stat_slot
+
+    norm = build_norm(kind, 3, momentum=None, num_slots=2).train()
+    a, b = torch.randn(30, 3), torch.randn(30, 3) * 5 + 10
+    norm(a)
+    with stat_slot(norm, 1):
+        norm(b)
+    norm.eval()
+    with torch.no_grad():
+        ya = norm(a)
+        with stat_slot(norm, 1):
+            yb = norm(b)
+    norm.train()
+    with torch.no_grad():
+        ta = norm(a)
+        with stat_slot(norm, 1):
+            tb = norm(b)
+    tol = dict(rtol=0.05, atol=0.05) if kind == "bn" else {}  # bn: unbiased running var vs biased batch var
+    torch.testing.assert_close(ya, ta, **tol)
+    torch.testing.assert_close(yb, tb, **tol)
+    assert norm.slot == 0 and norm.num_batches_tracked.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="has 2 slot"), stat_slot(norm, 2):
+        pass
 
 
 @pytest.mark.parametrize("kind", ["cn", "gn"])

@@ -53,17 +53,17 @@ def test_recalibration_uses_equal_weights_and_restores_flags() -> None:
     recalibrate(net, batches)
     assert not net.training and net.body.layers[0].training
     # running_n is the plain average of the two batch sizes, not a momentum blend.
-    torch.testing.assert_close(first.running_n, torch.tensor([40.0]))
+    torch.testing.assert_close(first.stat("running_n"), torch.tensor([40.0]))
     assert not first.recalibrating
 
 
 def test_recalibrate_needs_batches_and_keeps_statistics_on_error() -> None:
     net = build_network("relu+bn", 2, 1, depth=2, width=8)
     net(torch.randn(16, 2))
-    before = running_stat_norms(net)[0].running_mean.clone()
+    before = running_stat_norms(net)[0].stat("running_mean").clone()
     with pytest.raises(ValueError, match="no batches"):
         recalibrate(net, [])
-    torch.testing.assert_close(running_stat_norms(net)[0].running_mean, before)
+    torch.testing.assert_close(running_stat_norms(net)[0].stat("running_mean"), before)
 
 
 def test_recalibrate_without_batch_norms_is_a_no_op() -> None:
