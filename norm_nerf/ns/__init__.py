@@ -1,0 +1,1 @@
+"""nerfstudio integration: the only modules of norm-nerf that import nerfstudio."""

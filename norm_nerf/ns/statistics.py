@@ -1,0 +1,63 @@
+"""Running statistics inside nerfstudio: recalibration on training rays before evaluation/saving,
+and statistic slots for models that query one field with differently distributed samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from torch import nn
+
+from norm_nerf.core.norms import RunningStatsNorm
+from norm_nerf.core.recalibrate import recalibrate, running_stat_norms
+
+
+def set_slot(module: nn.Module, slot: int) -> None:
+    """Select running-statistics slot ``slot`` in every bn/gn/cn layer of ``module``."""
+    for m in module.modules():
+        if isinstance(m, RunningStatsNorm):
+            m.slot = min(slot, m.num_slots - 1)
+
+
+class SlotAfterCall(nn.Module):
+    """Wraps a sampler: after it runs, the given field switches to another statistics slot.
+
+    Mip-NeRF queries one field with uniform (coarse) samples and then with PDF (fine) samples; their
+    feature statistics differ, so each pass keeps its own running statistics.
+    """
+
+    def __init__(self, sampler: nn.Module, field: nn.Module, slot: int) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self._field = [field]  # not a submodule: the field is registered by the model already
+        self.slot = slot
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.sampler(*args, **kwargs)
+        set_slot(self._field[0], self.slot)
+        return out
+
+
+def recalibrate_model(model: Any, datamanager: Any, step: int, num_batches: int) -> int:
+    """Precise-BN for a nerfstudio model: re-estimate statistics from ``num_batches`` training ray batches."""
+    if not running_stat_norms(model):
+        return 0
+    batches = [datamanager.next_train(step)[0] for _ in range(num_batches)]
+    return recalibrate(model, batches, forward=lambda m, ray_bundle: m(ray_bundle))  # forward applies the collider
+
+
+def recalibration_callback(model: Any, attrs: TrainingCallbackAttributes, num_batches: int) -> list[TrainingCallback]:
+    """A callback that recalibrates right before every evaluation and every checkpoint (and at the end)."""
+    trainer, pipeline = attrs.trainer, attrs.pipeline
+    if trainer is None or pipeline is None or not running_stat_norms(model) or num_batches < 1:
+        return []
+    cfg = trainer.config
+    periods = [cfg.steps_per_eval_image, cfg.steps_per_eval_batch, cfg.steps_per_eval_all_images, cfg.steps_per_save]
+
+    def maybe_recalibrate(step: int) -> None:
+        last = trainer._start_step + cfg.max_num_iterations - 1
+        due = step == last or any(p and p > 0 and step % p == 0 for p in periods)
+        if due:
+            recalibrate_model(model, pipeline.datamanager, step, num_batches)
+
+    return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], maybe_recalibrate)]
