@@ -1,0 +1,64 @@
+"""Build and run norm-* trainings in-process: method configs, small CPU presets, train, reload."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from nerfstudio.engine.trainer import TrainerConfig
+
+
+def method_config(name: str) -> TrainerConfig:
+    """A fresh copy of the TrainerConfig of one of our methods (``norm-mipnerf``, ``norm-nerf``, ...)."""
+    from norm_nerf import method_configs
+
+    specs = {
+        spec.config.method_name: spec
+        for spec in vars(method_configs).values()
+        if hasattr(spec, "config") and isinstance(spec.config, TrainerConfig)
+    }
+    if name not in specs:
+        raise ValueError(f"unknown norm-nerf method {name!r}; available: {', '.join(sorted(specs))}")
+    return copy.deepcopy(specs[name].config)
+
+
+def cpu_preset(
+    config: TrainerConfig,
+    data: Path,
+    output_dir: Path,
+    steps: int,
+    rays: int = 256,
+    samples: int = 32,
+    width: int = 128,
+    eval_every: int | None = None,
+) -> TrainerConfig:
+    """Shrink a config for CPU: fewer rays and samples, narrower MLPs, tensorboard logging, no viewer."""
+    config.pipeline.datamanager.data = Path(data)
+    config.output_dir = Path(output_dir)
+    config.max_num_iterations = steps
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    every = eval_every or steps
+    config.steps_per_eval_image = config.steps_per_eval_batch = config.steps_per_save = every
+    config.steps_per_eval_all_images = 10**9
+    config.pipeline.datamanager.train_num_rays_per_batch = rays
+    config.pipeline.datamanager.eval_num_rays_per_batch = rays
+    model = config.pipeline.model
+    for attr in ("num_coarse_samples", "num_importance_samples"):
+        if hasattr(model, attr):
+            setattr(model, attr, samples)
+    for attr, value in (("base_mlp_layer_width", width), ("head_mlp_layer_width", max(width // 2, 8))):
+        if hasattr(model, attr):
+            setattr(model, attr, value)
+    model.eval_num_rays_per_chunk = 1024
+    return config
+
+
+def train(config: TrainerConfig) -> Path:
+    """Train in this process (plain data manager, one device); returns the saved ``config.yml``."""
+    config.set_timestamp()
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    return config.get_base_dir() / "config.yml"
