@@ -24,10 +24,16 @@ from norm_nerf.core import PAPER_METHODS, parse_method
 
 TaskName = Literal["image", "ct", "mri", "shape"]
 
+_EXP_DECAY = ["--schedule", "exp", "--min-lr-ratio", "0.1"]
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "image": {
-        "cpu": {"nets": ("10x28",), "steps": 2000, "flags": ["--resize", "128"]},
-        "paper": {"nets": ("5x20", "5x30", "10x28", "10x40", "13x49"), "steps": 100000, "flags": ["--resize", "None"]},
+        # exponential decay to 0.1x over the run, as in WIRE's image-fitting script that the papers compare with
+        "cpu": {"nets": ("10x28",), "steps": 2000, "flags": ["--resize", "128", *_EXP_DECAY]},
+        "paper": {
+            "nets": ("5x20", "5x30", "10x28", "10x40", "13x49"),
+            "steps": 100000,
+            "flags": ["--resize", "None", *_EXP_DECAY],
+        },
     },
     "ct": {
         "cpu": {"nets": ("2x128", "4x128"), "steps": 500, "flags": ["--size", "128"]},
