@@ -20,10 +20,7 @@ def test_scripts_and_method_configs_live_under_norm_nerf() -> None:
 
 
 def test_core_does_not_import_nerfstudio() -> None:
-    code = (
-        "import sys, norm_nerf.core; "
-        "print([m for m in ('nerfstudio', 'open3d', 'tinycudann') if m in sys.modules])"
-    )
+    code = "import sys, norm_nerf.core; print([m for m in ('nerfstudio', 'open3d', 'tinycudann') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -38,9 +38,10 @@ def cpu_preset(
     config.max_num_iterations = steps
     config.vis = "tensorboard"
     config.viewer.quit_on_train_completion = True
-    every = eval_every or steps
-    config.steps_per_eval_image = config.steps_per_eval_batch = config.steps_per_save = every
-    config.steps_per_eval_all_images = 10**9
+    never = 10**9
+    config.steps_per_eval_image = config.steps_per_eval_batch = eval_every or never
+    config.steps_per_eval_all_images = never
+    config.steps_per_save = eval_every or steps
     config.pipeline.datamanager.train_num_rays_per_batch = rays
     config.pipeline.datamanager.eval_num_rays_per_batch = rays
     model = config.pipeline.model

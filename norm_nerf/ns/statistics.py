@@ -56,7 +56,7 @@ def recalibration_callback(model: Any, attrs: TrainingCallbackAttributes, num_ba
 
     def maybe_recalibrate(step: int) -> None:
         last = trainer._start_step + cfg.max_num_iterations - 1
-        due = step == last or any(p and p > 0 and step % p == 0 for p in periods)
+        due = step == last or (step > 0 and any(p and p > 0 and step % p == 0 for p in periods))
         if due:
             recalibrate_model(model, pipeline.datamanager, step, num_batches)
 

@@ -1,0 +1,167 @@
+"""Read a scan in the NeuS/IDR layout: cameras in the unit-sphere frame, image and mask files, checked.
+
+Layout::
+
+    image/000000.png ...     RGB images (png/jpg), the i-th in sorted order belongs to world_mat_i
+    mask/000.png ...         optional foreground masks, as many as images, paired in sorted order
+    cameras_sphere.npz       world_mat_i = K [R | t] (OpenCV axes, pixel centres at integer u, v) and scale_mat_i
+                             (world = scale_mat @ normalised; NeuS uses one scale_mat for all views)
+
+``P_i = world_mat_i @ scale_mat_i`` projects normalised (unit-sphere) points; :func:`decompose_projection` splits it
+into ``K`` and an OpenCV camera-to-normalised-world pose, as IDR's ``load_K_Rt_from_P`` does. numpy/PIL only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from jaxtyping import Float
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CAMERA_FILE = "cameras_sphere.npz"
+
+
+def decompose_projection(
+    P: Float[np.ndarray, "3 4"],
+) -> tuple[Float[np.ndarray, "3 3"], Float[np.ndarray, "4 4"]]:
+    """Intrinsics ``K`` (``K[2, 2] = 1``, positive focal lengths) and the OpenCV camera-to-world pose of ``P``.
+
+    RQ decomposition of the left 3 x 3 block; the overall sign and scale of ``P`` do not matter.
+    """
+    from scipy.linalg import rq
+
+    P = np.asarray(P, dtype=np.float64)[:3, :4]
+    M = P[:, :3]
+    if not np.isfinite(P).all() or abs(np.linalg.det(M)) <= 1e-12 * np.abs(M).max() ** 3:
+        raise ValueError("projection matrix is singular or not finite")
+    K, R = rq(M)
+    D = np.diag(np.sign(np.diag(K)))
+    K, R = K @ D, D @ R  # positive diagonal of K; D is its own inverse
+    if np.linalg.det(R) < 0:  # P was given up to a negative factor
+        R = -R
+    c2w = np.eye(4)
+    c2w[:3, :3] = R.T
+    c2w[:3, 3] = -np.linalg.solve(M, P[:, 3])  # camera centre: the null space of P
+    return K / K[2, 2], c2w
+
+
+def opencv_to_opengl(c2w: Float[np.ndarray, "*batch 4 4"]) -> Float[np.ndarray, "*batch 4 4"]:
+    """Camera-to-world from OpenCV axes (x right, y down, z forward) to OpenGL/nerfstudio (x right, y up, z back)."""
+    out = np.array(c2w, dtype=np.float64, copy=True)
+    out[..., :3, 1:3] *= -1.0
+    return out
+
+
+def similarity_parts(scale_mat: Float[np.ndarray, "4 4"]) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """``(s, R, c)`` with ``scale_mat = [[s R, c], [0, 1]]`` (R a rotation, s > 0), or None for other matrices."""
+    A, c = scale_mat[:3, :3], scale_mat[:3, 3]
+    det = np.linalg.det(A)
+    if det <= 0 or not np.allclose(scale_mat[3], [0.0, 0.0, 0.0, 1.0]):
+        return None
+    s = float(np.cbrt(det))
+    R = A / s
+    return (s, R, c.copy()) if np.allclose(R @ R.T, np.eye(3), atol=1e-6) else None
+
+
+def normalized_to_world(points: Float[np.ndarray, "n 3"], scale_mat: Float[np.ndarray, "4 4"]) -> np.ndarray:
+    """Map unit-sphere (normalised) points, e.g. an exported mesh's vertices, back to world coordinates."""
+    return np.asarray(points, dtype=np.float64) @ scale_mat[:3, :3].T + scale_mat[:3, 3]
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file; ValueError naming the file when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            img.verify()  # checks the whole file (PNG CRCs), without keeping the pixels
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise ValueError(f"{path}: cannot read image ({err})") from err
+    return size
+
+
+def _list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _load_matrices(cam_path: Path, images: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """``world_mat_i`` and ``scale_mat_i`` for every image, checked."""
+    if not cam_path.is_file():
+        raise FileNotFoundError(f"{cam_path}: camera file not found")
+    try:
+        cams = dict(np.load(cam_path))
+    except Exception as err:  # zip/pickle/format errors of all kinds
+        raise ValueError(f"{cam_path}: cannot read camera file ({err})") from err
+    mats: dict[str, list[np.ndarray]] = {"world_mat": [], "scale_mat": []}
+    for i, image in enumerate(images):
+        for name, out in mats.items():
+            key = f"{name}_{i}"
+            if key not in cams:
+                raise ValueError(f"{cam_path}: no {key} for image {image}")
+            mat = np.asarray(cams[key], dtype=np.float64)
+            if mat.shape not in ((4, 4), (3, 4)) or not np.isfinite(mat).all():
+                raise ValueError(f"{cam_path}: {key} must be a finite 3 x 4 or 4 x 4 matrix, got shape {mat.shape}")
+            out.append(np.vstack([mat[:3], [0.0, 0.0, 0.0, 1.0]]))
+    return np.stack(mats["world_mat"]), np.stack(mats["scale_mat"])
+
+
+@dataclass(frozen=True)
+class NeuSScan:
+    """A checked NeuS/IDR scan: files, per-view intrinsics and poses in the normalised frame, and ``scale_mat``."""
+
+    root: Path
+    """Scan folder."""
+    image_paths: list[Path]
+    """Images in view order."""
+    mask_paths: list[Path] | None
+    """Foreground masks in view order (None when not loaded)."""
+    sizes: list[tuple[int, int]]
+    """(width, height) of every image."""
+    intrinsics: Float[np.ndarray, "n 3 3"]
+    """``K`` of every view, pixel centres at integer coordinates (IDR convention)."""
+    c2w_opencv: Float[np.ndarray, "n 4 4"]
+    """Camera-to-normalised-world poses, OpenCV camera axes."""
+    scale_mat: Float[np.ndarray, "4 4"]
+    """Normalised (unit sphere) to world coordinates, shared by all views."""
+    world_mats: Float[np.ndarray, "n 4 4"]
+    """The raw ``world_mat_i`` (world to pixels)."""
+
+    @staticmethod
+    def load(root: Path | str, masks: bool = False) -> NeuSScan:
+        """Read and check ``image/``, ``cameras_sphere.npz`` and (with ``masks``) ``mask/``."""
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: DTU/NeuS scan folder not found")
+        images = _list_images(root / "image")
+        world_mats, scale_mats = _load_matrices(root / CAMERA_FILE, images)
+        if not np.allclose(scale_mats, scale_mats[0], rtol=1e-6, atol=1e-9):
+            bad = int(np.argmax(np.abs(scale_mats - scale_mats[0]).reshape(len(images), -1).max(1)))
+            raise ValueError(f"{root / CAMERA_FILE}: scale_mat_{bad} differs from scale_mat_0 (one frame is expected)")
+        sizes = [_image_size(p) for p in images]
+        mask_paths = None
+        if masks:
+            mask_paths = _list_images(root / "mask")
+            if len(mask_paths) != len(images):
+                raise ValueError(
+                    f"{root / 'mask'}: {len(mask_paths)} masks for {len(images)} images in {root / 'image'}"
+                )
+            for mask, image, size in zip(mask_paths, images, sizes):
+                if _image_size(mask) != size:
+                    raise ValueError(f"{mask}: mask size {_image_size(mask)} differs from {image} {size}")
+        Ks, poses = [], []
+        for i, (world_mat, scale_mat) in enumerate(zip(world_mats, scale_mats)):
+            try:
+                K, c2w = decompose_projection((world_mat @ scale_mat)[:3])
+            except ValueError as err:
+                raise ValueError(f"{root / CAMERA_FILE}: world_mat_{i} @ scale_mat_{i}: {err}") from err
+            Ks.append(K)
+            poses.append(c2w)
+        return NeuSScan(root, images, mask_paths, sizes, np.stack(Ks), np.stack(poses), scale_mats[0], world_mats)
