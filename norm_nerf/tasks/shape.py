@@ -26,17 +26,12 @@ class MeshError(ValueError):
 
 def load_mesh(path: Path, margin: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Read a triangle mesh and normalise it into ``[-1 + margin, 1 - margin]^3`` (aspect kept)."""
-    import trimesh
+    from norm_nerf.data.shapes import load_mesh as read_mesh
 
-    path = Path(path)
-    if not path.is_file():
-        raise MeshError(f"{path}: no such file")
     try:
-        mesh = trimesh.load(path, force="mesh", process=True)
-    except Exception as err:  # trimesh raises many types for unreadable files
-        raise MeshError(f"{path}: not a readable mesh ({type(err).__name__}: {err})") from None
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise MeshError(f"{path}: mesh has no faces")
+        mesh = read_mesh(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise MeshError(str(err)) from None
     if not mesh.is_watertight:
         warnings.warn(
             f"{path}: mesh is not watertight; inside/outside labels use a 3-axis ray-parity vote",
