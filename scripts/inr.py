@@ -1,4 +1,4 @@
-"""norm-inr: signal tasks (image, ct, mri, shape) and their comparison tables, from one command."""
+"""norm-inr: signal tasks (image, ct, mri, shape), comparison tables and spectral-bias analysis (ntk, freq)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 import tyro
 
+from norm_nerf.analysis.cli import FreqConfig, NtkConfig
 from norm_nerf.tasks.run import CTTaskConfig, ImageTaskConfig, MRITaskConfig, ShapeTaskConfig
 from norm_nerf.tasks.table import TableConfig
 
@@ -15,11 +16,14 @@ Command = (
     | Annotated[MRITaskConfig, tyro.conf.subcommand("mri")]
     | Annotated[ShapeTaskConfig, tyro.conf.subcommand("shape")]
     | Annotated[TableConfig, tyro.conf.subcommand("table")]
+    | Annotated[NtkConfig, tyro.conf.subcommand("ntk")]
+    | Annotated[FreqConfig, tyro.conf.subcommand("freq")]
 )
 
 
 def main(cfg: Command) -> None:
     """Dispatch a parsed subcommand config to its runner."""
+    from norm_nerf.analysis.cli import run_freq, run_ntk
     from norm_nerf.tasks import run as runners
     from norm_nerf.tasks.table import run_table
 
@@ -29,9 +33,11 @@ def main(cfg: Command) -> None:
         MRITaskConfig: runners.run_mri,
         ShapeTaskConfig: runners.run_shape,
         TableConfig: run_table,
+        NtkConfig: run_ntk,
+        FreqConfig: run_freq,
     }
     summary = dispatch[type(cfg)](cfg)
-    if isinstance(cfg, TableConfig):
+    if isinstance(cfg, TableConfig | NtkConfig | FreqConfig):
         return
     from rich import print as rprint
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot with the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def save_image_grid(
     target: np.ndarray, preds: dict[str, np.ndarray], path: Path, titles: dict[str, str] | None = None
 ) -> Path:
     """Target beside each prediction (top row) and each |error| map (bottom row)."""
-    plt = _plt()
+    plt = pyplot()
     cols = 1 + len(preds)
     fig, axes = plt.subplots(2, cols, figsize=(2.6 * cols, 5.4), squeeze=False)
     cmap = "gray" if target.shape[-1] == 1 else None
@@ -46,7 +47,7 @@ def save_curves(
     curves: dict[str, tuple[list[int], list[float]]], path: Path, ylabel: str = "train-mode PSNR [dB]"
 ) -> Path:
     """One line per method: metric over training steps."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (steps, values) in curves.items():
         ax.plot(steps, values, label=name)
@@ -68,7 +69,7 @@ def log_spectrum(img: np.ndarray) -> np.ndarray:
 
 def save_spectra(target: np.ndarray, pred: np.ndarray, path: Path) -> Path:
     """The prediction's Fourier spectrum beside the target's (shared colour scale)."""
-    plt = _plt()
+    plt = pyplot()
     st, sp = log_spectrum(target), log_spectrum(pred)
     vmax = float(max(st.max(), sp.max()))
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
@@ -85,7 +86,7 @@ def save_spectra(target: np.ndarray, pred: np.ndarray, path: Path) -> Path:
 
 def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, str] | None = None) -> Path:
     """A row of images (gray or RGB, values in [0, 1]) plus an |error| map of ``error_of = (pred, target)``."""
-    plt = _plt()
+    plt = pyplot()
     items = list(panels.items())
     if error_of is not None:
         pred, target = panels[error_of[0]], panels[error_of[1]]
@@ -108,7 +109,7 @@ def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, 
 
 def save_rate_distortion(points: dict[str, list[tuple[float, float]]], path: Path) -> Path:
     """PSNR against bits per pixel, one line per method (the compression view of image fitting)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, pts in points.items():
         pts = sorted(pts)
