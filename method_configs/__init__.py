@@ -1,8 +1,8 @@
 """nerfstudio method specifications of norm-nerf (entry point group ``nerfstudio.method_configs``).
 
 Every method is its base nerfstudio method with normalized field MLPs; ``--pipeline.model.norm none``
-runs the base method through the same code. Defaults: Blender data (``blender-data``), the plain
-(in-process) data manager, CPU when no GPU is present.
+runs the base method through the same code. Defaults: Blender data (``norm-blender``: nerfstudio's parser
+with input checks), the plain (in-process) data manager, CPU when no GPU is present.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from nerfstudio.configs.base_config import MachineConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
-from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.engine.optimizers import RAdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from norm_nerf.ns.blender_dataparser import NormBlenderDataParserConfig
 from norm_nerf.ns.models import NormMipNerfModelConfig, NormNeRFModelConfig
 
 
@@ -32,7 +32,9 @@ norm_mipnerf = MethodSpecification(
         method_name="norm-mipnerf",
         machine=_machine(),
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(dataparser=BlenderDataParserConfig(), train_num_rays_per_batch=1024),
+            datamanager=VanillaDataManagerConfig(
+                dataparser=NormBlenderDataParserConfig(), train_num_rays_per_batch=1024
+            ),
             model=NormMipNerfModelConfig(
                 loss_coefficients={"rgb_loss_coarse": 0.1, "rgb_loss_fine": 1.0},
                 num_coarse_samples=128,
@@ -50,7 +52,7 @@ norm_nerf = MethodSpecification(
         method_name="norm-nerf",
         machine=_machine(),
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(dataparser=BlenderDataParserConfig()),
+            datamanager=VanillaDataManagerConfig(dataparser=NormBlenderDataParserConfig()),
             model=NormNeRFModelConfig(),
         ),
         optimizers=_fields_optimizer(),

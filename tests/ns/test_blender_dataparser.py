@@ -1,0 +1,54 @@
+"""norm-blender: broken Blender-layout datasets give clear errors naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from norm_nerf.ns.blender_dataparser import BlenderDataError, NormBlenderDataParserConfig, check_blender_split
+
+
+def _copy(scene, tmp_path):
+    return shutil.copytree(scene, tmp_path / "scene")
+
+
+def _parse(path, split="train"):
+    return NormBlenderDataParserConfig(data=path).setup().get_dataparser_outputs(split)
+
+
+def test_valid_scene_parses(tiny_scene) -> None:
+    assert len(check_blender_split(tiny_scene, "train")) == 6
+    assert len(_parse(tiny_scene).image_filenames) == 6
+
+
+def test_missing_folder_and_split(tmp_path, tiny_scene) -> None:
+    with pytest.raises(FileNotFoundError, match="nope: data folder not found"):
+        _parse(tmp_path / "nope")
+    scene = _copy(tiny_scene, tmp_path)
+    (scene / "transforms_val.json").unlink()
+    with pytest.raises(FileNotFoundError, match="transforms_val.json: missing"):
+        _parse(scene, "val")
+
+
+def test_no_frames(tmp_path, tiny_scene) -> None:
+    scene = _copy(tiny_scene, tmp_path)
+    meta = json.loads((scene / "transforms_train.json").read_text())
+    meta["frames"] = []
+    (scene / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(BlenderDataError, match="transforms_train.json: has no frames"):
+        _parse(scene)
+
+
+def test_missing_and_inconsistent_images(tmp_path, tiny_scene) -> None:
+    scene = _copy(tiny_scene, tmp_path)
+    meta = json.loads((scene / "transforms_train.json").read_text())
+    first = scene / (meta["frames"][0]["file_path"].replace("./", "") + ".png")
+    Image.new("RGBA", (20, 16)).save(first)
+    with pytest.raises(BlenderDataError, match="images of different sizes"):
+        _parse(scene)
+    first.unlink()
+    with pytest.raises(FileNotFoundError, match="image of frame 0 .* not found"):
+        _parse(scene)
