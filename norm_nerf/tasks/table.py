@@ -48,8 +48,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {"nets": ("2x256", "4x256"), "steps": 1000, "flags": ["--size", "128"]},
     },
     "shape": {
-        "cpu": {"nets": ("2x256",), "steps": 500, "flags": ["--grid", "64"]},
-        "paper": {"nets": ("2x256",), "steps": 10000, "flags": ["--grid", "128"]},
+        # 4 octaves: with 10, PE aliases between the training voxels (held-out IoU 0.09 at 64^3, see README)
+        "cpu": {"nets": ("2x256",), "steps": 500, "flags": ["--grid", "64", "--num-frequencies", "4"]},
+        "paper": {"nets": ("2x256",), "steps": 10000, "flags": ["--grid", "128", "--num-frequencies", "4"]},
     },
 }
 _INPUT_FLAG = {"image": "--image", "ct": "--image", "mri": "--volume", "shape": "--mesh"}
