@@ -23,16 +23,13 @@ from norm_nerf.core import build_network
 
 def _signals() -> dict[str, tuple[object, int, int, int, int]]:
     """task -> (signal, in_dim, out_dim, depth, width) at the CPU-preset sizes."""
-    import skimage.data
-
     from norm_nerf.tasks.ct import CTSignal, load_ct_image
-    from norm_nerf.tasks.image import ImageSignal, resize_image
+    from norm_nerf.tasks.image import ImageSignal, default_image
     from norm_nerf.tasks.mri import MRISignal, shepp_logan_3d
     from norm_nerf.tasks.shape import OccupancySignal, default_shape
 
-    img = resize_image(torch.from_numpy(skimage.data.astronaut()).float() / 255, 128)
     return {
-        "image 128^2": (ImageSignal(img), 2, 3, 10, 28),
+        "image 128^2": (ImageSignal(default_image(128)), 2, 3, 10, 28),
         "ct 128^2, 100 angles": (CTSignal(load_ct_image(None, 128), 100), 2, 1, 4, 256),
         "mri 32^3, 25%": (MRISignal(shepp_logan_3d(32), 0.25), 3, 1, 2, 256),
         "shape 64^3, batch 16384": (OccupancySignal(*default_shape(), grid=64, batch_size=16384), 3, 1, 2, 256),

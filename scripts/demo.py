@@ -43,16 +43,6 @@ class ImageDemoConfig:
     """Show progress bars."""
 
 
-def _default_image(size: int):
-    import skimage.data
-    import torch
-
-    from norm_nerf.tasks.image import resize_image
-
-    img = torch.from_numpy(skimage.data.astronaut()).float() / 255.0
-    return resize_image(img, size)
-
-
 def run_image_demo(cfg: ImageDemoConfig) -> dict:
     """Run the demo and return the results dictionary (also written to ``metrics.json``)."""
     from rich.console import Console
@@ -61,12 +51,12 @@ def run_image_demo(cfg: ImageDemoConfig) -> dict:
     from norm_nerf.core import NetworkConfig, count_parameters
     from norm_nerf.eval.plots import save_curves, save_image_grid
     from norm_nerf.outputs import prepare_output_dir
-    from norm_nerf.tasks.image import ImageSignal, load_image
+    from norm_nerf.tasks.image import ImageSignal, default_image, load_image
     from norm_nerf.tasks.trainer import TrainConfig, default_lr, fit
 
     console = Console()
     out = prepare_output_dir(cfg.out, Path("outputs/demo"), cfg.overwrite)
-    image = _default_image(cfg.size) if cfg.image is None else load_image(cfg.image, resize=cfg.size)
+    image = default_image(cfg.size) if cfg.image is None else load_image(cfg.image, resize=cfg.size)
     signal = ImageSignal(image)
     train = TrainConfig(steps=cfg.steps, seed=cfg.seed, progress=cfg.progress)
     results, preds, curves = {}, {}, {}

@@ -22,8 +22,11 @@ from norm_nerf.core.norms import (
     RMSNorm,
     RunningStatsNorm,
     build_norm,
+    running_stat_norms,
+    set_stat_slot,
+    stat_slot,
 )
-from norm_nerf.core.recalibrate import recalibrate, running_stat_norms
+from norm_nerf.core.recalibrate import recalibrate
 
 __all__ = [
     "MFN",
@@ -52,5 +55,7 @@ __all__ = [
     "parse_method",
     "recalibrate",
     "running_stat_norms",
+    "set_stat_slot",
+    "stat_slot",
     "tcnn_available",
 ]

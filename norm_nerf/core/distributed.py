@@ -35,13 +35,24 @@ def unbiased_denominator(n: Tensor | int) -> Tensor | int:
     return max(n - 1, 1)
 
 
+def mean_var(x: Float[Tensor, "n c"], dim: int) -> tuple[Tensor, Tensor]:
+    """Mean and *unbiased* variance along ``dim`` (kept as a size-1 dim), by two-pass sums.
+
+    Several times faster than ``torch.var_mean`` (Welford) on CPU, and as accurate. One sample has variance 0.
+    """
+    count = x.shape[dim]
+    mean = x.sum(dim=dim, keepdim=True) / count
+    d = x - mean
+    return mean, (d * d).sum(dim=dim, keepdim=True) / unbiased_denominator(count)
+
+
 def column_moments(
     x: Float[Tensor, "n c"], sync: bool = True
-) -> tuple[Float[Tensor, ""], Float[Tensor, "c"], Float[Tensor, "c"]]:  # noqa: F821
+) -> tuple[float | Tensor, Float[Tensor, "c"], Float[Tensor, "c"]]:  # noqa: F821
     """Per-column count, mean and *unbiased* variance over the rows of ``x``.
 
     When ``sync`` and more than one rank exist, the moments are those of the rows of all ranks together.
-    Returns ``(count, mean, var)``; ``count`` is a 0-dim float tensor.
+    Returns ``(count, mean, var)``; ``count`` is a float (a 0-dim tensor when synchronised).
     """
     if sync and distributed_world_size() > 1:
         n_local = torch.tensor([float(x.shape[0])], dtype=x.dtype, device=x.device)
@@ -55,9 +66,5 @@ def column_moments(
         var_biased = (sq - mean * mean).clamp_min(0.0)
         var = var_biased * n / unbiased_denominator(n)
         return n, mean, var
-    # Two-pass sums: several times faster than torch.var_mean (Welford) on CPU, and as accurate.
-    n = x.shape[0]
-    mean = x.sum(dim=0) / n
-    d = x - mean
-    var = (d * d).sum(dim=0) / unbiased_denominator(n)
-    return torch.tensor(float(n), dtype=x.dtype, device=x.device), mean, var
+    mean, var = mean_var(x, dim=0)
+    return float(x.shape[0]), mean[0], var[0]

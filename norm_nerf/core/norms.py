@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from norm_nerf.core.distributed import column_moments, distributed_world_size, unbiased_denominator
+from norm_nerf.core.distributed import column_moments, distributed_world_size, mean_var, unbiased_denominator
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
@@ -125,7 +125,7 @@ class RunningStatsNorm(_AffineNorm):
         self.recalibrating = False
         self._init_values: dict[str, float] = {}
         self.register_buffer("num_batches_tracked", torch.zeros(self.num_slots, dtype=torch.long))
-        self._warned_untracked = False
+        self._checked_untracked = False  # the first eval pass warns when no training batch was ever seen
 
     def _register_stat(self, name: str, size: int, init: float) -> None:
         self._init_values[name] = init
@@ -150,11 +150,14 @@ class RunningStatsNorm(_AffineNorm):
         return self.training and (torch.is_grad_enabled() or self.update_under_no_grad or self.recalibrating)
 
     @torch.no_grad()
-    def _update(self, **stats: Tensor) -> None:
+    def _update(self, **stats: Tensor | float) -> None:
         factor = self._next_factor()
         for name, value in stats.items():
             buf = self.stat(name)
-            buf.lerp_(value.detach().reshape(buf.shape).to(buf.dtype), factor)
+            if isinstance(value, Tensor):
+                buf.lerp_(value.detach().reshape(buf.shape).to(buf.dtype), factor)
+            else:  # a batch size: no host-to-device copy needed
+                buf.mul_(1.0 - factor).add_(factor * value)
 
     def _next_factor(self) -> float:
         """Count a training batch in the current slot and return its weight in the running estimates."""
@@ -174,13 +177,14 @@ class RunningStatsNorm(_AffineNorm):
             if x.shape[0] == 0:
                 raise ValueError(f"{type(self).__name__}: got an empty batch (N=0) in train mode")
             return self._train_normalize(x)
-        if self.tracked() == 0 and not self._warned_untracked:
-            self._warned_untracked = True
-            warnings.warn(
-                f"{type(self).__name__} is in eval mode but has never seen a training batch; its running "
-                "statistics are the initial values. Train it or call norm_nerf.core.recalibrate(model, batches).",
-                stacklevel=3,
-            )
+        if not self._checked_untracked:
+            self._checked_untracked = True
+            if self.tracked() == 0:
+                warnings.warn(
+                    f"{type(self).__name__} is in eval mode but has never seen a training batch; its running "
+                    "statistics are the initial values. Train it or call norm_nerf.core.recalibrate(model, batches).",
+                    stacklevel=3,
+                )
         return self._eval_normalize(x)
 
     def extra_repr(self) -> str:
@@ -206,7 +210,7 @@ class BatchNorm(RunningStatsNorm):
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         needs_sync = self.sync and distributed_world_size() > 1
         x2 = self._flatten(x)
-        if needs_sync or x2.shape[0] < 2 or (not self.training and self.tracked() == 0):
+        if needs_sync or x2.shape[0] < 2 or (not self.training and not self._checked_untracked):
             return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
         # Fused native kernel; identical statistics and running-update rule (lerp by the same factor).
         update = self.training and self.should_update()
@@ -271,11 +275,9 @@ class CrossNorm(RunningStatsNorm):
         self._register_stat("running_var", num_features, 1.0)
         self._register_stat("running_n", 1, 0.0)
 
-    def _cross(self, x: Tensor, n: Tensor, col_mean: Tensor, col_var: Tensor) -> Tensor:
+    def _cross(self, x: Tensor, n: Tensor | float, col_mean: Tensor, col_var: Tensor) -> Tensor:
         c = x.shape[1]
-        row_mean = x.sum(dim=1, keepdim=True) / c
-        d = x - row_mean
-        row_var = (d * d).sum(dim=1, keepdim=True) / unbiased_denominator(c)
+        row_mean, row_var = mean_var(x, dim=1)
         mean = (n * col_mean + c * row_mean - x) / (n + c)
         return _standardize(x, mean, col_var + row_var, self.eps)
 
@@ -328,16 +330,28 @@ def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
     return cls(num_features, **opts)
 
 
-@contextmanager
-def stat_slot(module: nn.Module, slot: int) -> Iterator[None]:
-    """Use running-statistics slot ``slot`` in every bn/gn/cn layer of ``module`` inside the block."""
-    norms = [m for m in module.modules() if isinstance(m, RunningStatsNorm)]
+def running_stat_norms(module: nn.Module) -> list[RunningStatsNorm]:
+    """All batch-dependent norm layers (bn/gn/cn) inside ``module``."""
+    return [m for m in module.modules() if isinstance(m, RunningStatsNorm)]
+
+
+def set_stat_slot(module: nn.Module, slot: int) -> list[int]:
+    """Select running-statistics slot ``slot`` in every bn/gn/cn layer of ``module``; returns the previous slots."""
+    norms = running_stat_norms(module)
     for m in norms:
         if not 0 <= slot < m.num_slots:
             raise ValueError(f"stat_slot({slot}): {type(m).__name__} has {m.num_slots} slot(s)")
     previous = [m.slot for m in norms]
     for m in norms:
         m.slot = slot
+    return previous
+
+
+@contextmanager
+def stat_slot(module: nn.Module, slot: int) -> Iterator[None]:
+    """Use running-statistics slot ``slot`` in every bn/gn/cn layer of ``module`` inside the block."""
+    norms = running_stat_norms(module)
+    previous = set_stat_slot(module, slot)
     try:
         yield
     finally:

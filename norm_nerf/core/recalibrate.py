@@ -8,12 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from norm_nerf.core.norms import RunningStatsNorm
-
-
-def running_stat_norms(model: nn.Module) -> list[RunningStatsNorm]:
-    """All batch-dependent norm layers (bn/gn/cn) inside ``model``."""
-    return [m for m in model.modules() if isinstance(m, RunningStatsNorm)]
+from norm_nerf.core.norms import running_stat_norms
 
 
 def recalibrate(

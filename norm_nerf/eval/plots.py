@@ -17,6 +17,12 @@ def pyplot():
     return plt
 
 
+def _bare(ax) -> None:
+    """An image axis without ticks."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def save_image_grid(
     target: np.ndarray, preds: dict[str, np.ndarray], path: Path, titles: dict[str, str] | None = None
 ) -> Path:
@@ -35,8 +41,7 @@ def save_image_grid(
         axes[1, k].imshow(err, cmap="inferno", vmin=0, vmax=0.25)
         axes[1, k].set_title(f"|error| {name}", fontsize=9)
     for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _bare(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -76,8 +81,7 @@ def save_spectra(target: np.ndarray, pred: np.ndarray, path: Path) -> Path:
     for ax, spec, title in zip(axes, (st, sp), ("target spectrum", "reconstruction spectrum")):
         ax.imshow(spec, cmap="magma", vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _bare(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -99,8 +103,7 @@ def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, 
         vmax = 0.25 if is_err else 1.0
         ax.imshow(np.clip(np.squeeze(img), 0, None if is_err else 1), cmap=cmap, vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _bare(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

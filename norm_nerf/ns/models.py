@@ -10,9 +10,10 @@ from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 
+from norm_nerf.core.norms import set_stat_slot
 from norm_nerf.ns.fields import FieldNormConfig, NormNeRFField
 from norm_nerf.ns.lpips import no_lpips_download
-from norm_nerf.ns.statistics import SlotAfterCall, recalibration_callback, set_slot
+from norm_nerf.ns.statistics import SlotAfterCall, recalibration_callback
 
 
 @dataclass
@@ -100,11 +101,11 @@ class NormMipNerfModel(MipNerfModel):
         self.sampler_pdf = SlotAfterCall(self.sampler_pdf, self.field, slot=1)
 
     def get_outputs(self, ray_bundle):
-        set_slot(self.field, 0)  # coarse pass; the PDF sampler switches to slot 1 for the fine pass
+        set_stat_slot(self.field, 0)  # coarse pass; the PDF sampler switches to slot 1 for the fine pass
         try:
             return super().get_outputs(ray_bundle)
         finally:
-            set_slot(self.field, 0)
+            set_stat_slot(self.field, 0)
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes

@@ -8,15 +8,8 @@ from typing import Any
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from torch import nn
 
-from norm_nerf.core.norms import RunningStatsNorm
-from norm_nerf.core.recalibrate import recalibrate, running_stat_norms
-
-
-def set_slot(module: nn.Module, slot: int) -> None:
-    """Select running-statistics slot ``slot`` in every bn/gn/cn layer of ``module``."""
-    for m in module.modules():
-        if isinstance(m, RunningStatsNorm):
-            m.slot = min(slot, m.num_slots - 1)
+from norm_nerf.core.norms import running_stat_norms, set_stat_slot
+from norm_nerf.core.recalibrate import recalibrate
 
 
 class SlotAfterCall(nn.Module):
@@ -34,7 +27,7 @@ class SlotAfterCall(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         out = self.sampler(*args, **kwargs)
-        set_slot(self._field[0], self.slot)
+        set_stat_slot(self._field[0], self.slot)
         return out
 
 

@@ -85,6 +85,14 @@ def load_image(path: str | Path, resize: int | None = None, gray: bool = False) 
     return tensor
 
 
+def default_image(size: int | None = 128) -> Float[Tensor, "h w 3"]:
+    """scikit-image's bundled astronaut picture (no download), area-downsampled to ``size`` (None = 512)."""
+    import skimage.data
+
+    img = torch.from_numpy(skimage.data.astronaut()).float() / 255.0
+    return resize_image(img, size) if size else img
+
+
 def resize_image(img: Float[Tensor, "h w c"], longer_side: int) -> Float[Tensor, "h2 w2 c"]:
     """Area-average downsampling so the longer side becomes ``longer_side``."""
     h, w = img.shape[:2]

@@ -126,16 +126,10 @@ def run_image(cfg: ImageTaskConfig) -> dict[str, Any]:
 def _fit_one_image(cfg: ImageTaskConfig, path: Path | None, out: Path) -> dict[str, Any]:
     from norm_nerf.core import count_parameters
     from norm_nerf.eval.plots import save_panels, save_spectra
-    from norm_nerf.tasks.image import ImageSignal, load_image, resize_image
+    from norm_nerf.tasks.image import ImageSignal, default_image, load_image
 
     out.mkdir(parents=True, exist_ok=True)
-    if path is None:
-        import skimage.data
-
-        img = torch.from_numpy(skimage.data.astronaut()).float() / 255.0
-        img = resize_image(img, cfg.resize) if cfg.resize else img
-    else:
-        img = load_image(path, resize=cfg.resize, gray=cfg.gray)
+    img = default_image(cfg.resize) if path is None else load_image(path, resize=cfg.resize, gray=cfg.gray)
     signal = ImageSignal(img)
     net, result = fit_signal(cfg, signal, 2, signal.out_dim, label=f"{cfg.method} {path.name if path else 'astronaut'}")
     pred = signal.as_image(result.prediction).numpy()
