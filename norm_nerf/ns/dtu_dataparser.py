@@ -18,7 +18,6 @@ factor, so every ray still passes through the same scene point.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
+from norm_nerf.data import derived
 from norm_nerf.data.neus_layout import NeuSScan, opencv_to_opengl, similarity_parts
 
 DEFAULT_CACHE_ROOT = Path("outputs/cache/norm-dtu")
@@ -84,34 +84,9 @@ def split_indices(n: int, split: str, mode: str, interval: int) -> list[int]:
     raise ValueError(f"unknown split {split!r} (train, val, test, inference)")
 
 
-def _downscale(img: np.ndarray, factor: int) -> np.ndarray:
-    """Block average of ``factor`` x ``factor`` pixels after cropping the right/bottom remainder."""
-    h, w = (img.shape[0] // factor) * factor, (img.shape[1] // factor) * factor
-    blocks = img[:h, :w].astype(np.float64).reshape(h // factor, factor, w // factor, factor, *img.shape[2:])
-    return blocks.mean(axis=(1, 3))
-
-
-def _derived(src: Path, dst: Path, factor: int, mask: bool) -> Path:
-    """Write ``dst`` from ``src``: downscaled by ``factor``, and one channel for masks."""
-    from PIL import Image
-
-    with Image.open(src) as img:
-        arr = np.asarray(img.convert("L" if mask else "RGB"))  # NeuS masks: 0/255 in all three channels
-    if mask:
-        out = (_downscale((arr > 127).astype(np.float64), factor) >= 0.5).astype(np.uint8) * 255
-    else:
-        out = np.clip(np.round(_downscale(arr, factor)), 0, 255).astype(np.uint8)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp.png")
-    Image.fromarray(out).save(tmp)
-    tmp.replace(dst)
-    return dst
-
-
 def default_cache_dir(data: Path) -> Path:
     """``outputs/cache/norm-dtu/<scan name>-<hash of its absolute path>``."""
-    digest = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:8]
-    return DEFAULT_CACHE_ROOT / f"{Path(data).name}-{digest}"
+    return derived.default_cache_dir(DEFAULT_CACHE_ROOT, data)
 
 
 @dataclass
@@ -121,15 +96,15 @@ class NormDTUDataParser(DataParser):
     config: NormDTUDataParserConfig
 
     def _cache_files(self, paths: list[Path], kind: str, mask: bool) -> list[Path]:
-        from rich.progress import track
-
         factor = self.config.downscale_factor
         root = Path(self.config.cache_dir or default_cache_dir(self.config.data)) / f"x{factor}" / kind
-        dsts = [root / f"{p.stem}.png" for p in paths]
-        todo = [(p, d) for p, d in zip(paths, dsts) if not (d.is_file() and d.stat().st_mtime >= p.stat().st_mtime)]
-        for src, dst in track(todo, description=f"norm-dtu: writing {kind} x{factor}", disable=len(todo) < 8):
-            _derived(src, dst, factor, mask)
-        return dsts
+        pairs = [(p, root / f"{p.stem}.png") for p in paths]
+        image_kind = "mask" if mask else "rgb"  # NeuS masks: 0/255 in all three channels
+        return derived.cache_files(
+            pairs,
+            lambda s, d: derived.write_downscaled(s, d, factor, image_kind),
+            f"norm-dtu: writing {kind} x{factor}",
+        )
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> NeuSDataparserOutputs:
         cfg = self.config
