@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -108,10 +107,17 @@ def run_image_demo(cfg: ImageDemoConfig) -> dict:
 
 @dataclass
 class NerfDemoConfig:
-    """Train norm-mipnerf (cross norm) and plain Mip-NeRF on a generated scene and compare them on test views."""
+    """Train a normalized method (default norm-mipnerf, cross norm) and its base (norm none) on the same scene for the
+    same steps, and compare them on the test views in eval mode."""
 
+    method: Literal["norm-mipnerf", "norm-nerf"] = "norm-mipnerf"
+    """nerfstudio method to train."""
     norms: tuple[str, ...] = ("cn", "none")
-    """Norms to train (none = the base Mip-NeRF through the same code)."""
+    """Norms to train (none = the base method through the same code)."""
+    data: Path | None = None
+    """An existing Blender-layout scene (e.g. ../shared/data/blender/lego); default: generate one into the output."""
+    downscale_factor: int = 1
+    """Image downscale for --data (8 turns lego's 800x800 into 100x100), cached under outputs/cache."""
     steps: int = 300
     """Training steps per run."""
     size: int = 48
@@ -138,55 +144,62 @@ def run_nerf_demo(cfg: NerfDemoConfig) -> dict:
     from rich.table import Table
 
     from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
-    from norm_nerf.ns.evaluate import evaluate_run
-    from norm_nerf.ns.runs import cpu_preset, method_config, train
+    from norm_nerf.ns.compare import train_and_score
     from norm_nerf.outputs import prepare_output_dir
 
     console = Console()
     out = prepare_output_dir(cfg.out, Path("outputs/demo"), cfg.overwrite)
-    console.print(f"[bold]1/3[/bold] generating a {cfg.size}x{cfg.size} {cfg.shape} scene in {out / 'scene'}")
-    scene = write_blender_scene(
-        BlenderSceneConfig(
-            out=out / "scene",
-            shape=cfg.shape,
-            views=cfg.views,
-            val_views=2,
-            test_views=4,
-            size=cfg.size,
-            overwrite=cfg.overwrite,
-        )  # fmt: skip
-    )
+    if cfg.data is None:
+        console.print(f"[bold]1/{len(cfg.norms) + 1}[/bold] generating a {cfg.size}x{cfg.size} {cfg.shape} scene")
+        scene = write_blender_scene(
+            BlenderSceneConfig(
+                out=out / "scene",
+                shape=cfg.shape,
+                views=cfg.views,
+                val_views=2,
+                test_views=4,
+                size=cfg.size,
+                overwrite=cfg.overwrite,
+            )  # fmt: skip
+        )
+        scene_name = f"a generated {cfg.shape}, {cfg.size}^2"
+    else:
+        scene, scene_name = cfg.data, f"{cfg.data.name} (downscale x{cfg.downscale_factor})"
     results = {}
     for k, norm in enumerate(cfg.norms, start=2):
-        console.print(f"[bold]{k}/{len(cfg.norms) + 1}[/bold] training norm-mipnerf --pipeline.model.norm {norm}")
-        config = cpu_preset(
-            method_config("norm-mipnerf"), scene, out / "runs", cfg.steps, cfg.rays, cfg.samples, cfg.width
-        )
-        config.pipeline.model.norm = norm
-        config.experiment_name = f"norm-{norm}"
-        start = time.perf_counter()
-        config_yml = train(config)
-        seconds = time.perf_counter() - start
-        results[norm] = evaluate_run(config_yml, out / f"renders_{norm}")
-        results[norm].update(train_seconds=seconds, train_rays_per_second=cfg.steps * cfg.rays / seconds)
+        console.print(f"[bold]{k}/{len(cfg.norms) + 1}[/bold] training {cfg.method} --pipeline.model.norm {norm}")
+        options = {"downscale_factor": cfg.downscale_factor} if cfg.data is not None else None
+        results[norm] = train_and_score(
+            cfg.method, norm, scene, out, cfg.steps, cfg.rays, cfg.samples, cfg.width, options
+        )  # fmt: skip
     summary = {
+        "method": cfg.method,
         "scene": str(scene),
+        "downscale_factor": cfg.downscale_factor if cfg.data is not None else 1,
         "steps": cfg.steps,
+        "rays": cfg.rays,
+        "samples": cfg.samples,
+        "width": cfg.width,
         "note": "test-view metrics in eval mode (running statistics recalibrated on training rays before saving)",
         "results": results,
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    table = Table(title=f"norm-mipnerf on a generated {cfg.shape}, {cfg.steps} steps, {cfg.size}^2, test views")
+    table = Table(title=f"{cfg.method} on {scene_name}, {cfg.steps} steps, test views")
     for col in ("norm", "PSNR", "SSIM", "LPIPS", "rays/s (train)"):
         table.add_column(col, justify="right")
     for norm, r in results.items():
-        lpips = "n/a" if r["lpips"] is None else f"{r['lpips']:.3f}"
-        table.add_row(norm, f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", lpips, f"{r['train_rays_per_second']:.0f}")
+        row = [_fmt(r["psnr"], ".2f"), _fmt(r["ssim"], ".3f"), _fmt(r["lpips"], ".3f")]
+        table.add_row(norm, *row, f"{r['train_rays_per_second']:.0f}")
     console.print(table)
     console.print(f"Results written to [bold]{out.resolve()}[/bold] (metrics.json, renders_*/, runs/)")
     for r in results.values():
         console.print(f"  view it: ns-viewer --load-config {r['config']}")
     return summary
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """A metric for the console table; None (e.g. LPIPS without weights, SSIM of a tiny image) is "n/a"."""
+    return "n/a" if value is None else format(value, spec)
 
 
 Command = (

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nerfstudio.engine.trainer import TrainerConfig
 
@@ -55,11 +58,31 @@ def cpu_preset(
     return config
 
 
-def train(config: TrainerConfig) -> Path:
-    """Train in this process (plain data manager, one device); returns the saved ``config.yml``."""
+def train(config: TrainerConfig, step_seconds: list[float] | None = None) -> Path:
+    """Train in this process (plain data manager, one device); returns the saved ``config.yml``.
+
+    With ``step_seconds`` the wall time of every training iteration (forward, backward, optimizer step; not the
+    callbacks, evaluation or checkpointing) is appended to that list.
+    """
     config.set_timestamp()
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
+    if step_seconds is not None:
+        trainer.train_iteration = _timed(trainer.train_iteration, step_seconds)
     trainer.train()
     return config.get_base_dir() / "config.yml"
+
+
+def _timed(fn: Callable[[int], Any], seconds: list[float]) -> Callable[[int], Any]:
+    import torch
+
+    def wrapper(step: int) -> Any:
+        start = time.perf_counter()
+        out = fn(step)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+        return out
+
+    return wrapper
