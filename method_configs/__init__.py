@@ -2,7 +2,8 @@
 
 Every method is its base nerfstudio method with normalized field MLPs; ``--pipeline.model.norm none``
 runs the base method through the same code. Defaults: Blender data (``norm-blender``: nerfstudio's parser
-with input checks), the plain (in-process) data manager, CPU when no GPU is present.
+with input checks; ``norm-neus``: NeuS/DTU scans, ``norm-dtu``), the plain (in-process) data manager, CPU when
+no GPU is present.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import torch
 from nerfstudio.configs.base_config import MachineConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
-from nerfstudio.engine.optimizers import RAdamOptimizerConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
+from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from norm_nerf.ns.blender_dataparser import NormBlenderDataParserConfig
+from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig
 from norm_nerf.ns.models import NormMipNerfModelConfig, NormNeRFModelConfig
+from norm_nerf.ns.neus import NormNeuSModelConfig
 
 
 def _machine() -> MachineConfig:
@@ -58,4 +62,37 @@ norm_nerf = MethodSpecification(
         optimizers=_fields_optimizer(),
     ),
     description="Vanilla NeRF with normalized (default: cross-normalized) field MLPs.",
+)
+
+
+def _neus_optimizer() -> dict:
+    """NeuS: Adam 5e-4, linear warm-up then cosine decay to 5 % (fields and background alike)."""
+
+    def group() -> dict:
+        return {
+            "optimizer": AdamOptimizerConfig(lr=5e-4, eps=1e-15),
+            "scheduler": CosineDecaySchedulerConfig(warm_up_end=5000, learning_rate_alpha=0.05, max_steps=300000),
+        }
+
+    return {"fields": group(), "field_background": group()}
+
+
+norm_neus = MethodSpecification(
+    config=TrainerConfig(
+        method_name="norm-neus",
+        machine=_machine(),
+        steps_per_eval_image=500,
+        steps_per_eval_batch=5000,
+        steps_per_save=20000,
+        steps_per_eval_all_images=1000000,
+        max_num_iterations=300000,
+        pipeline=VanillaPipelineConfig(
+            datamanager=VanillaDataManagerConfig(
+                dataparser=NormDTUDataParserConfig(), train_num_rays_per_batch=512, eval_num_rays_per_batch=512
+            ),
+            model=NormNeuSModelConfig(eval_num_rays_per_chunk=1024),
+        ),
+        optimizers=_neus_optimizer(),
+    ),
+    description="NeuS surface reconstruction with normalized (default: cross-normalized) SDF and colour MLPs.",
 )

@@ -48,12 +48,16 @@ def cpu_preset(
     config.pipeline.datamanager.train_num_rays_per_batch = rays
     config.pipeline.datamanager.eval_num_rays_per_batch = rays
     model = config.pipeline.model
-    for attr in ("num_coarse_samples", "num_importance_samples"):
+    for attr in ("num_coarse_samples", "num_importance_samples", "num_samples", "num_samples_importance"):
         if hasattr(model, attr):
             setattr(model, attr, samples)
     for attr, value in (("base_mlp_layer_width", width), ("head_mlp_layer_width", max(width // 2, 8))):
         if hasattr(model, attr):
             setattr(model, attr, value)
+    sdf_field = getattr(model, "sdf_field", None)  # NeuS: SDF network, geometry feature and colour network
+    for attr in ("hidden_dim", "geo_feat_dim", "hidden_dim_color"):
+        if hasattr(sdf_field, attr):
+            setattr(sdf_field, attr, width)
     model.eval_num_rays_per_chunk = 1024
     return config
 

@@ -1,0 +1,278 @@
+"""norm-neus on CPU: NeuS SDF field, geometric init under normalization, training, statistics, mesh export."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from torch import nn
+
+from norm_nerf.core.norms import RunningStatsNorm
+from norm_nerf.ns.fields import FieldNormConfig
+from norm_nerf.ns.mesh import marching_cubes, mesh_of_model, model_to_world, sdf_grid
+from norm_nerf.ns.sdf_field import NormSDFField, NormSDFFieldConfig
+
+RADIUS = 0.5
+SCENE_CENTER, SCENE_RADIUS_MM, OBJECT_RADIUS = (30.0, -20.0, 50.0), 200.0, 0.6
+
+
+def _field(norm: str, norm_layers: str = "both", **kw) -> NormSDFField:
+    return NormSDFField(NormSDFFieldConfig(sphere_radius=RADIUS, norm=FieldNormConfig(norm, norm_layers), **kw))
+
+
+def _ball(n: int = 2048, seed: int = 1) -> torch.Tensor:
+    """Points uniformly distributed in the unit ball."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    return x / x.norm(dim=-1, keepdim=True) * torch.rand(n, 1, generator=g) ** (1 / 3)
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _stats(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
+
+
+# ---- the field: geometric initialisation, parameters, statistics ----
+
+
+def test_neus_geometric_init_without_norm_is_a_sphere() -> None:
+    x = _ball()
+    field = _field("none")
+    assert field.geometric_init == "neus"
+    with torch.no_grad():
+        err = (field.geometry(x)[0] - (x.norm(dim=-1, keepdim=True) - RADIUS)).abs()
+    # Atzmon & Lipman's init is approximate: softplus offsets grow towards the centre and the random features make
+    # the sphere lumpy (zero crossing between radius 0.34 and 0.63 over 200 directions); measured max 0.28, mean 0.09
+    assert err.max() < 0.35 and err.mean() < 0.12
+    shell = (x.norm(dim=-1) - RADIUS).abs() < 0.1
+    assert err[shell].mean() < 0.08  # near the initial surface (measured 0.066)
+
+
+@pytest.mark.parametrize("norm", ["cn", "bn", "ln", "gn", "rms"])
+def test_sphere_init_survives_normalization(norm: str) -> None:
+    x = _ball()
+    sphere = x.norm(dim=-1, keepdim=True) - RADIUS
+    field = _field(norm)
+    assert field.geometric_init == "sphere"
+    with torch.no_grad():
+        torch.testing.assert_close(field.geometry(x)[0], sphere, atol=1e-5, rtol=0)  # train mode, batch stats
+        torch.testing.assert_close(field.geometry(x[:7])[0], sphere[:7], atol=1e-5, rtol=0)  # another batch
+        field.eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "never saw a training batch"
+            torch.testing.assert_close(field.geometry(x)[0], sphere, atol=1e-5, rtol=0)
+    # the SDF row starts at zero but trains: its weight-norm gain gets a gradient
+    field.train()
+    field.geometry(x)[0].square().mean().backward()
+    gain = field.sdf_mlp.output.parametrizations.weight.original0
+    assert gain.grad[0].abs().item() > 0
+
+
+@pytest.mark.parametrize("norm", ["cn", "bn", "ln"])
+def test_neus_init_is_no_sphere_under_normalization(norm: str) -> None:
+    """Why the sphere term exists: Atzmon & Lipman's init with a norm in every layer is far from |x| - r."""
+    x = _ball()
+    field = _field(norm, geometric_init="neus")
+    with torch.no_grad():
+        err = (field.geometry(x)[0] - (x.norm(dim=-1, keepdim=True) - RADIUS)).abs()
+    assert err.mean() > 1.0  # measured 6-10 (cn, bn, ln)
+
+
+def test_parameter_counts() -> None:
+    def linear(i: int, o: int) -> int:
+        return i * o + o + o  # weight, bias and the weight-norm gain
+
+    pos, dirs, w, feat = 3 + 3 * 2 * 6, 3 + 3 * 2 * 4, 256, 256
+    sdf_net = linear(pos, w) + 6 * linear(w, w) + linear(w + pos, w) + linear(w, 1 + feat)
+    color_net = linear(3 + dirs + 3 + feat, w) + 3 * linear(w, w) + linear(w, 3)
+    expected = sdf_net + color_net + 1  # + NeuS's inverse deviation
+    assert _count(_field("none")) == expected
+    assert _count(_field("none", geometric_init="sphere")) == expected  # the sphere term has no parameters
+    assert _count(_field("cn")) == expected + 2 * (8 * 256 + 4 * 256)  # affine weight + bias per channel
+    base_only = _field("bn", norm_layers="base")
+    assert sum(isinstance(m, RunningStatsNorm) for m in base_only.color_mlp.modules()) == 0
+    assert sum(isinstance(m, RunningStatsNorm) for m in base_only.sdf_mlp.modules()) == 8
+
+
+def test_sdf_queries_never_update_statistics() -> None:
+    field = _field("cn", hidden_dim=32, geo_feat_dim=16, hidden_dim_color=16)
+    before = _stats(field)
+    x = _ball(64)
+    field.sdf(x)  # with gradients enabled, in train mode: still a query
+    assert all(torch.equal(field.state_dict()[k], v) for k, v in before.items())
+    field.sdf_and_gradient(x)  # a training pass (gradients enabled) updates them
+    assert any(not torch.equal(field.state_dict()[k], v) for k, v in before.items())
+    before = _stats(field)
+    with torch.no_grad():
+        sdf, _, gradient = field.sdf_and_gradient(x)  # normals need autograd, yet no statistics update
+    assert all(torch.equal(field.state_dict()[k], v) for k, v in before.items())
+    assert not sdf.requires_grad and torch.isfinite(gradient).all()
+
+
+# ---- mesh export helpers ----
+
+
+def test_marching_cubes_of_an_analytic_sphere() -> None:
+    bounds = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.5)
+    centre = torch.tensor([0.3, -0.2, 0.1])
+    grid = sdf_grid(lambda p: (p - centre).norm(dim=-1, keepdim=True) - 0.4, bounds, 40, chunk=777, progress=False)
+    vertices, faces = marching_cubes(grid, bounds)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    np.testing.assert_allclose(np.linalg.norm(vertices - centre.numpy(), axis=1), 0.4, atol=2e-3)
+    assert mesh.is_watertight and mesh.volume == pytest.approx(4 / 3 * np.pi * 0.4**3, rel=0.02)  # outward faces
+    with pytest.raises(ValueError, match="no crossing of level 0 "):
+        marching_cubes(grid + 10.0, bounds)
+    with pytest.raises(ValueError, match="max must exceed"):
+        sdf_grid(lambda p: p[:, :1], (0, 0, 0, 1, -1, 1), 8)
+
+
+def test_model_to_world_undoes_a_dataparser_transform() -> None:
+    rng = np.random.default_rng(0)
+    R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    R *= np.sign(np.linalg.det(R))
+    transform, scale = np.concatenate([R, rng.normal(size=(3, 1))], axis=1), 0.37
+    world = rng.normal(size=(10, 3))
+    model = scale * (world @ transform[:, :3].T + transform[:, 3])  # what nerfstudio's dataparsers do
+    np.testing.assert_allclose(model_to_world(model, transform=transform, scale=scale), world, atol=1e-12)
+    S = np.diag([2.0, 2.0, 2.0, 1.0])
+    S[:3, 3] = [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(model_to_world(model, scale_mat=S), 2.0 * model + [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(("norm", "init"), [("none", "sphere"), ("cn", "auto")])
+def test_initial_sphere_lands_in_world_coordinates(norm: str, init: str) -> None:
+    """An untrained field's mesh is the init sphere; through a known scale_mat it lands on the world sphere."""
+    S = np.diag([SCENE_RADIUS_MM] * 3 + [1.0])
+    S[:3, 3] = SCENE_CENTER
+    field = _field(norm, geometric_init=init, hidden_dim=64, geo_feat_dim=16, hidden_dim_color=16)
+    outputs = SimpleNamespace(scene_box=SimpleNamespace(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])),
+                              metadata={"scale_mat": torch.from_numpy(S)})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cn in eval mode before any training batch
+        mesh = mesh_of_model(SimpleNamespace(field=field, eval=field.eval), outputs, 32, progress=False)
+    radii = np.linalg.norm(mesh.vertices - SCENE_CENTER, axis=1) / SCENE_RADIUS_MM
+    np.testing.assert_allclose(radii, RADIUS, atol=2e-3)
+    assert mesh.volume > 0
+
+
+def test_extract_mesh_refuses_to_overwrite(tmp_path) -> None:
+    from norm_nerf.scripts.extract_mesh import ExtractMeshConfig, run
+
+    existing = tmp_path / "mesh.ply"
+    existing.write_text("mine")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=existing))
+    assert existing.read_text() == "mine"
+    with pytest.raises(ValueError, match=r"\.ply"):
+        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=tmp_path / "mesh.obj"))
+    with pytest.raises(FileNotFoundError, match="config.yml"):
+        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=tmp_path / "new.ply"))
+
+
+# ---- the method: registration, training, checkpoints, eval mode, mesh export ----
+
+
+def test_norm_neus_is_registered() -> None:
+    from nerfstudio.plugins.registry import discover_methods
+
+    from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig
+    from norm_nerf.ns.runs import method_config
+
+    methods, descriptions = discover_methods()
+    assert "norm-neus" in methods and "normalized" in descriptions["norm-neus"]
+    cfg = method_config("norm-neus")
+    assert cfg.pipeline.model.norm == "cn"
+    assert isinstance(cfg.pipeline.datamanager.dataparser, NormDTUDataParserConfig)
+
+
+@pytest.fixture(scope="module")
+def dtu_scan(tmp_path_factory) -> Path:
+    from norm_nerf.data.dtu import DTUSceneConfig, write_dtu_scene
+
+    cfg = DTUSceneConfig(out=tmp_path_factory.mktemp("neus") / "scan", views=5, size=20, gt_density=2.0,
+                         sphere_radius_mm=SCENE_RADIUS_MM, center_mm=SCENE_CENTER, object_radius=OBJECT_RADIUS,
+                         progress=False)  # fmt: skip
+    return write_dtu_scene(cfg)
+
+
+@pytest.fixture(scope="module")
+def neus_run(dtu_scan, tmp_path_factory) -> Path:
+    """norm-neus (cn) trained 12 steps on the tiny scan, initial sphere = the object; returns config.yml."""
+    from norm_nerf.ns.runs import cpu_preset, method_config, train
+
+    out = tmp_path_factory.mktemp("neus_runs")
+    cfg = cpu_preset(method_config("norm-neus"), dtu_scan, out, steps=12, rays=64, samples=8, width=32)
+    cfg.pipeline.datamanager.dataparser.cache_dir = out / "cache"
+    model = cfg.pipeline.model
+    model.background_model = "none"
+    model.recalibration_batches = 2
+    model.sdf_field.sphere_radius = OBJECT_RADIUS
+    return train(cfg)
+
+
+def _load(config_yml: Path):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, ckpt, step = eval_setup(config_yml, test_mode="test")
+    return pipeline, ckpt, step
+
+
+@pytest.mark.slow
+def test_train_checkpoint_load_and_eval(neus_run) -> None:
+    pipeline, ckpt, step = _load(neus_run)
+    assert ckpt.name.endswith(".ckpt") and step == 11
+    norms = [m for m in pipeline.model.modules() if isinstance(m, RunningStatsNorm)]
+    assert len(norms) == 8 + 4 and all((m.num_batches_tracked > 0).all() for m in norms)  # recalibrated, saved
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["pipeline"]
+    assert any(k.endswith("running_n") for k in saved)
+    metrics = pipeline.get_average_eval_image_metrics()
+    assert np.isfinite(metrics["psnr"]) and "lpips" in metrics  # LPIPS: NaN offline, never a download
+
+
+@pytest.mark.slow
+def test_eval_rendering_is_chunk_invariant(neus_run) -> None:
+    pipeline, _, _ = _load(neus_run)
+    model = pipeline.model.eval()
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    images = []
+    for chunk in (37, 1024):  # 20 x 15 = 300 rays: many small chunks vs one
+        model.config.eval_num_rays_per_chunk = chunk
+        outputs = model.get_outputs_for_camera(camera)  # normals need autograd even under no_grad
+        images.append(torch.cat([outputs["rgb"], outputs["normal"]], dim=-1))
+    torch.testing.assert_close(images[0], images[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_no_grad_passes_leave_statistics_untouched(neus_run) -> None:
+    pipeline, _, _ = _load(neus_run)
+    model = pipeline.model.train()
+    before = _stats(model)
+    ray_bundle, _ = pipeline.datamanager.next_train(0)
+    with torch.no_grad():
+        model(ray_bundle)  # sampler queries and the field pass (which computes normals with autograd)
+    assert before and all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    model(ray_bundle)  # a training pass updates them; the sampler's queries inside it do not
+    assert any(not torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+@pytest.mark.slow
+def test_exported_mesh_is_in_world_coordinates_for_norm_eval_dtu(neus_run, dtu_scan, tmp_path) -> None:
+    from norm_nerf.scripts.eval_dtu import EvalDTUConfig
+    from norm_nerf.scripts.eval_dtu import run as eval_dtu
+    from norm_nerf.scripts.extract_mesh import ExtractMeshConfig, run
+
+    out = run(ExtractMeshConfig(load_config=neus_run, out=tmp_path / "mesh.ply", resolution=40))
+    mesh = trimesh.load(out, process=False)
+    radii = np.linalg.norm(mesh.vertices - SCENE_CENTER, axis=1)
+    np.testing.assert_allclose(radii, OBJECT_RADIUS * SCENE_RADIUS_MM, rtol=0.01)  # 12 steps: still the init sphere
+    metrics = eval_dtu(EvalDTUConfig(mesh=out, scan_dir=dtu_scan, gt_dir=dtu_scan / "gt", scan=1, mesh_in_world=True,
+                                     density=2.0, out=tmp_path / "eval"))  # fmt: skip
+    assert metrics["overall"] < 2.0  # mm; the object is a 120 mm sphere
