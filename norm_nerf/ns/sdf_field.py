@@ -76,8 +76,7 @@ class NormSDFFieldConfig(FieldConfig):
     weight_norm: bool = True
     """Weight normalization of every Linear layer, as in NeuS."""
     geometric_init: GeometricInit = "auto"
-    """Initial sphere: neus (Atzmon & Lipman), sphere (|x| - r + a zero-initialised network), auto (neus without a
-    norm, sphere with one)."""
+    """Initial sphere: neus (Atzmon & Lipman), sphere (|x| - r + zero-initialised network), auto (neus iff no norm)."""
     sphere_radius: float = 0.5
     """Radius r of the initial sphere (NeuS on DTU: 0.5)."""
     inv_s_init: float = 0.3

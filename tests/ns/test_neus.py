@@ -117,6 +117,24 @@ def test_sdf_queries_never_update_statistics() -> None:
     assert not sdf.requires_grad and torch.isfinite(gradient).all()
 
 
+def test_recalibration_counts_rendering_passes_not_sampler_queries() -> None:
+    from norm_nerf.core.recalibrate import recalibrate
+
+    field = _field("cn", hidden_dim=32, geo_feat_dim=16, hidden_dim_color=16)
+    x = _ball(64)
+
+    def sampler_then_render(f: NormSDFField, batch: torch.Tensor) -> None:
+        f.sdf(batch * 0.5)  # an up-sampler query: other points, must not enter the statistics
+        f.sdf_and_gradient(batch)
+
+    recalibrate(field, [x], forward=sampler_then_render)
+    only_render = _field("cn", hidden_dim=32, geo_feat_dim=16, hidden_dim_color=16)
+    only_render.load_state_dict(field.state_dict())
+    recalibrate(only_render, [x], forward=lambda f, batch: f.sdf_and_gradient(batch))
+    after, expected = _stats(field), _stats(only_render)
+    assert all(torch.equal(after[k], v) for k, v in expected.items())
+
+
 # ---- mesh export helpers ----
 
 
@@ -261,6 +279,19 @@ def test_no_grad_passes_leave_statistics_untouched(neus_run) -> None:
     assert before and all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
     model(ray_bundle)  # a training pass updates them; the sampler's queries inside it do not
     assert any(not torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+@pytest.mark.slow
+def test_norm_neus_trains_with_norm_none(dtu_scan, tmp_path) -> None:
+    from norm_nerf.ns.runs import cpu_preset, method_config, train
+
+    cfg = cpu_preset(method_config("norm-neus"), dtu_scan, tmp_path, steps=3, rays=32, samples=8, width=16)
+    cfg.pipeline.datamanager.dataparser.cache_dir = tmp_path / "cache"
+    cfg.pipeline.model.norm = "none"
+    cfg.pipeline.model.background_model = "none"
+    pipeline, _, _ = _load(train(cfg))
+    assert not any(isinstance(m, RunningStatsNorm) for m in pipeline.model.modules())
+    assert pipeline.model.field.geometric_init == "neus"
 
 
 @pytest.mark.slow
