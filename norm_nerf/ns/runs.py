@@ -68,14 +68,29 @@ def train(config: TrainerConfig, step_seconds: list[float] | None = None) -> Pat
     With ``step_seconds`` the wall time of every training iteration (forward, backward, optimizer step; not the
     callbacks, evaluation or checkpointing) is appended to that list.
     """
-    config.set_timestamp()
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
+    trainer = setup_trainer(config)
     if step_seconds is not None:
         trainer.train_iteration = _timed(trainer.train_iteration, step_seconds)
     trainer.train()
     return config.get_base_dir() / "config.yml"
+
+
+def setup_trainer(config: TrainerConfig):
+    """Save the config and build the trainer in this process, seeded with ``machine.seed`` exactly as ``ns-train``
+    seeds rank 0 (Python, NumPy and torch), so in-process runs are as reproducible as ``ns-train`` runs."""
+    import random
+
+    import numpy as np
+    import torch
+
+    config.set_timestamp()
+    config.save_config()
+    random.seed(config.machine.seed)
+    np.random.seed(config.machine.seed)
+    torch.manual_seed(config.machine.seed)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    return trainer
 
 
 def _timed(fn: Callable[[int], Any], seconds: list[float]) -> Callable[[int], Any]:
