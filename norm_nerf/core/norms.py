@@ -11,6 +11,12 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
   query under ``torch.no_grad()`` is not a training batch), unless ``update_under_no_grad=True``;
 * :func:`norm_nerf.core.recalibrate` re-estimates them from data (precise BN);
 * with ``torch.distributed`` initialised, batch statistics are all-reduced across ranks.
+
+Every layer has two implementations of its train-mode forward, selected with ``impl``: ``"fast"`` (default;
+fused native kernels for ``bn``/``ln`` and the custom autograd Functions of :mod:`norm_nerf.core.fused` for
+``gn``/``cn``/``rms``) and ``"reference"`` (the plain tensor expressions below, differentiated by autograd).
+Both give the same values, gradients and running statistics; eval mode and synchronised (multi-rank)
+statistics always use the reference expressions.
 """
 
 from __future__ import annotations
@@ -26,23 +32,30 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from norm_nerf.core.distributed import column_moments, distributed_world_size, mean_var, unbiased_denominator
+from norm_nerf.core.fused import CrossNormFunction, RMSNormFunction, ScaleShiftNormFunction
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
+NormImpl = Literal["fast", "reference"]
+"""Implementations of the train-mode forward: fused kernels / custom autograd, or plain autograd expressions."""
+NORM_IMPLS: tuple[str, ...] = get_args(NormImpl)
 EPS = 1e-5
 
 
 class _AffineNorm(nn.Module):
-    """Shared parts: input checks, flattening to ``(N, C)`` and the per-channel affine."""
+    """Shared parts: input checks, flattening to ``(N, C)``, the per-channel affine and the ``impl`` switch."""
 
-    def __init__(self, num_features: int, eps: float = EPS, affine: bool = True) -> None:
+    def __init__(self, num_features: int, eps: float = EPS, affine: bool = True, impl: NormImpl = "fast") -> None:
         super().__init__()
         if int(num_features) < 1:
             raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
+        if impl not in NORM_IMPLS:
+            raise ValueError(f"{type(self).__name__}: impl must be one of {', '.join(NORM_IMPLS)}, got {impl!r}")
         self.num_features = int(num_features)
         self.eps = float(eps)
         self.affine = affine
+        self.impl = impl
         if affine:
             self.weight = nn.Parameter(torch.ones(self.num_features))
             self.bias = nn.Parameter(torch.zeros(self.num_features))
@@ -51,7 +64,7 @@ class _AffineNorm(nn.Module):
             self.register_parameter("bias", None)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}, impl={self.impl}"
 
     def _flatten(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "n c"]:
         if x.dim() == 0 or x.shape[-1] != self.num_features:
@@ -74,15 +87,28 @@ class _AffineNorm(nn.Module):
 
 
 class LayerNorm(_AffineNorm):
-    """``ln``: per point, mean and (biased) variance over the C channels."""
+    """``ln``: per point, mean and (biased) variance over the C channels (fast: ``F.layer_norm``)."""
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        if self.impl == "reference":
+            return super().forward(x)
         self._flatten(x)  # shape check only
         return F.layer_norm(x, (self.num_features,), self.weight, self.bias, self.eps)
+
+    def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        c = x.shape[1]
+        mean, var = mean_var(x, dim=1)
+        return _standardize(x, mean, var * (unbiased_denominator(c) / c), self.eps)
 
 
 class RMSNorm(_AffineNorm):
     """``rms``: per point, divide by the root mean square over the channels (no centring)."""
+
+    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        if self.impl == "reference":
+            return super().forward(x)
+        x2 = self._flatten(x)
+        return RMSNormFunction.apply(x2, self.weight, self.bias, self.eps).reshape(x.shape)
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + self.eps)
@@ -100,6 +126,7 @@ class RunningStatsNorm(_AffineNorm):
         num_slots: independent sets of running statistics, chosen with :func:`stat_slot` (e.g. one per
             render pass when a network sees differently distributed inputs, like Mip-NeRF's coarse and fine
             samples).
+        impl: ``"fast"`` or ``"reference"`` train-mode forward (see the module docstring).
     """
 
     def __init__(
@@ -111,8 +138,9 @@ class RunningStatsNorm(_AffineNorm):
         sync: bool = True,
         update_under_no_grad: bool = False,
         num_slots: int = 1,
+        impl: NormImpl = "fast",
     ) -> None:
-        super().__init__(num_features, eps, affine)
+        super().__init__(num_features, eps, affine, impl)
         if num_slots < 1:
             raise ValueError(f"{type(self).__name__}: num_slots must be >= 1, got {num_slots}")
         self.num_slots = int(num_slots)
@@ -169,6 +197,12 @@ class RunningStatsNorm(_AffineNorm):
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
 
+    def _use_fast_train_path(self, x: Float[Tensor, "n c"]) -> bool:
+        """Fast kernels serve train mode on one rank; eval mode, synced statistics and N = 0 use the reference."""
+        if self.impl != "fast" or not self.training or x.shape[0] == 0:
+            return False
+        return not (self.sync and distributed_world_size() > 1)
+
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
 
@@ -210,7 +244,12 @@ class BatchNorm(RunningStatsNorm):
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         needs_sync = self.sync and distributed_world_size() > 1
         x2 = self._flatten(x)
-        if needs_sync or x2.shape[0] < 2 or (not self.training and not self._checked_untracked):
+        if (
+            self.impl == "reference"
+            or needs_sync
+            or x2.shape[0] < 2
+            or (not self.training and not self._checked_untracked)
+        ):
             return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
         # Fused native kernel; identical statistics and running-update rule (lerp by the same factor).
         update = self.training and self.should_update()
@@ -247,6 +286,15 @@ class GlobalNorm(RunningStatsNorm):
         self._register_stat("running_mean", 1, 0.0)
         self._register_stat("running_var", 1, 1.0)
 
+    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        x2 = self._flatten(x)
+        if not self._use_fast_train_path(x2):
+            return super().forward(x)
+        y, mean, var = ScaleShiftNormFunction.apply(x2, self.weight, self.bias, self.eps, True)
+        if self.should_update():
+            self._update(running_mean=mean, running_var=var)
+        return y.reshape(x.shape)
+
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         _, mean, var = column_moments(x.reshape(-1, 1), sync=self.sync)
         if self.should_update():
@@ -281,6 +329,15 @@ class CrossNorm(RunningStatsNorm):
         mean = (n * col_mean + c * row_mean - x) / (n + c)
         return _standardize(x, mean, col_var + row_var, self.eps)
 
+    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        x2 = self._flatten(x)
+        if not self._use_fast_train_path(x2):
+            return super().forward(x)
+        y, mean, var = CrossNormFunction.apply(x2, self.weight, self.bias, self.eps)
+        if self.should_update():
+            self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))
+        return y.reshape(x.shape)
+
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         n, mean, var = column_moments(x, sync=self.sync)
         if self.should_update():
@@ -299,6 +356,7 @@ _BUILDERS: dict[str, type[nn.Module]] = {
     "rms": RMSNorm,
 }
 _RUNNING_OPTS = ("momentum", "sync", "update_under_no_grad", "num_slots")
+_COMMON_OPTS = ("eps", "affine", "impl")
 
 
 def check_norm_kind(kind: str) -> str:
@@ -315,8 +373,9 @@ def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
     Args:
         kind: one of ``none``, ``bn`` (batch), ``ln`` (layer), ``gn`` (global), ``cn`` (cross), ``rms``.
         num_features: channels C of the input.
-        **opts: ``eps``, ``affine`` for all; ``momentum``, ``sync``, ``update_under_no_grad`` for bn/gn/cn
-            (ignored by the others, which have no running statistics).
+        **opts: ``eps``, ``affine``, ``impl`` (``"fast"`` default, or ``"reference"``) for all; ``momentum``,
+            ``sync``, ``update_under_no_grad``, ``num_slots`` for bn/gn/cn (ignored by the others, which have no
+            running statistics).
     """
     key = check_norm_kind(kind)
     if key == "none":
@@ -324,7 +383,7 @@ def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
     cls = _BUILDERS[key]
     if not issubclass(cls, RunningStatsNorm):
         opts = {k: v for k, v in opts.items() if k not in _RUNNING_OPTS}
-    unknown = set(opts) - {"eps", "affine", *_RUNNING_OPTS}
+    unknown = set(opts) - {*_COMMON_OPTS, *_RUNNING_OPTS}
     if unknown:
         raise TypeError(f"build_norm({key!r}): unknown options {sorted(unknown)}")
     return cls(num_features, **opts)
