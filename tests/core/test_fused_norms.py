@@ -1,0 +1,137 @@
+"""Fast norm kernels (``impl="fast"``) against their reference twins: values, gradients, statistics, edge cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from norm_nerf.core import recalibrate
+from norm_nerf.core.fused import CrossNormFunction, RMSNormFunction, ScaleShiftNormFunction, moments
+from norm_nerf.core.norms import build_norm
+
+KINDS = ["bn", "ln", "gn", "cn", "rms"]
+RUNNING = ["bn", "gn", "cn"]
+SHAPES = [(1, 1), (1, 5), (6, 1), (2, 3), (7, 4), (33, 9)]
+
+
+def _twins(kind: str, c: int, seed: int = 0, **opts) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A fast and a reference layer in float64 with the same random affine parameters."""
+    fast = build_norm(kind, c, impl="fast", **opts).double()
+    ref = build_norm(kind, c, impl="reference", **opts).double()
+    gen = torch.Generator().manual_seed(seed)
+    if fast.weight is not None:
+        with torch.no_grad():
+            for p_fast, p_ref in [(fast.weight, ref.weight), (fast.bias, ref.bias)]:
+                p_fast.copy_(torch.rand(c, generator=gen, dtype=torch.float64) + 0.5)
+                p_ref.copy_(p_fast)
+    return fast, ref
+
+
+def _values_and_grads(norm: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    y = norm(x)
+    params = [p for p in (norm.weight, norm.bias) if p is not None]
+    return [y, *torch.autograd.grad(y, [x, *params], grad)]
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_matches_reference_values_and_gradients(kind: str, shape: tuple[int, int], affine: bool) -> None:
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64) * 3 + 1
+    grad = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    fast, ref = _twins(kind, shape[1], affine=affine)
+    for got, want in zip(_values_and_grads(fast.train(), x, grad), _values_and_grads(ref.train(), x, grad)):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_leading_dims_and_non_contiguous_input(kind: str) -> None:
+    fast, ref = _twins(kind, 5)
+    x = torch.randn(5, 3, 4, dtype=torch.float64).transpose(0, 2)  # (4, 3, 5), not contiguous
+    torch.testing.assert_close(fast.train()(x), ref.train()(x), rtol=1e-9, atol=1e-12)
+
+
+def _functions(kind: str):
+    """The fast autograd Function of ``kind`` as ``f(x, weight, bias) -> y``."""
+    eps = 1e-5
+    table = {
+        "cn": lambda x, w, b: CrossNormFunction.apply(x, w, b, eps)[0],
+        "bn": lambda x, w, b: ScaleShiftNormFunction.apply(x, w, b, eps, False)[0],
+        "gn": lambda x, w, b: ScaleShiftNormFunction.apply(x, w, b, eps, True)[0],
+        "rms": lambda x, w, b: RMSNormFunction.apply(x, w, b, eps),
+    }
+    return table[kind]
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (4, 1), (5, 4)])
+@pytest.mark.parametrize("kind", ["cn", "bn", "gn", "rms"])
+def test_gradcheck_fast_functions(kind: str, shape: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(*shape, generator=gen, dtype=torch.float64) * 2 + 1).requires_grad_(True)
+    w = (torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5).requires_grad_(True)
+    b = torch.randn(shape[1], generator=gen, dtype=torch.float64).requires_grad_(True)
+    fn = _functions(kind)
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+    assert torch.autograd.gradcheck(lambda t: fn(t, None, None), (x,))
+
+
+@pytest.mark.parametrize("kind", RUNNING)
+def test_running_statistics_and_eval_match_reference(kind: str) -> None:
+    fast, ref = _twins(kind, 6, momentum=0.3)
+    gen = torch.Generator().manual_seed(5)
+    for n in [50, 17, 1, 64]:  # includes a single point (the reference path for bn's native kernel)
+        x = torch.randn(n, 6, generator=gen, dtype=torch.float64) * 2 + 3
+        torch.testing.assert_close(fast.train()(x), ref.train()(x), rtol=1e-9, atol=1e-9)
+    for (name, got), (_, want) in zip(fast.named_buffers(), ref.named_buffers()):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=name)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(fast.eval()(x), ref.eval()(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", RUNNING)
+def test_no_grad_policy_and_slots_follow_the_reference(kind: str) -> None:
+    from norm_nerf.core.norms import stat_slot
+
+    fast, ref = _twins(kind, 3, num_slots=2)
+    x = torch.randn(20, 3, dtype=torch.float64) + 2
+    for norm in (fast, ref):
+        norm.train()
+        with torch.no_grad():
+            norm(x)  # a sampler's query: no update
+        with stat_slot(norm, 1):
+            norm(x * 3)
+    assert fast.num_batches_tracked.tolist() == ref.num_batches_tracked.tolist() == [0, 1]
+    torch.testing.assert_close(fast.running_mean, ref.running_mean, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", RUNNING)
+def test_recalibration_matches_reference(kind: str) -> None:
+    fast, ref = _twins(kind, 4)
+    batches = [torch.randn(30, 4, dtype=torch.float64) * (i + 1) for i in range(3)]
+    assert recalibrate(fast, batches) == recalibrate(ref, batches) == 3
+    for (name, got), (_, want) in zip(fast.named_buffers(), ref.named_buffers()):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["gn", "cn", "rms"])
+def test_float32_large_offset_keeps_precision(kind: str) -> None:
+    # mean/std = 1000 per column: the one-pass variance would cancel; moments() falls back to two passes.
+    gen = torch.Generator().manual_seed(7)
+    x64 = torch.randn(256, 8, generator=gen, dtype=torch.float64) + 1000.0
+    ref = build_norm(kind, 8, impl="reference").double().train()(x64)
+    fast = build_norm(kind, 8, impl="fast").train()(x64.float())
+    torch.testing.assert_close(fast.double(), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_moments_hand_computed_and_constant_column() -> None:
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    mean, var = moments(x, x.sum(0), (x * x).sum(0), dim=0)
+    torch.testing.assert_close(mean, torch.tensor([2.0, 5.0]))
+    torch.testing.assert_close(var, torch.tensor([2.0, 0.0]))  # unbiased; the constant column is exactly 0
+
+
+def test_unknown_impl_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="impl must be one of fast, reference"):
+        build_norm("cn", 4, impl="compiled")
