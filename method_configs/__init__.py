@@ -12,7 +12,7 @@ import torch
 from nerfstudio.configs.base_config import MachineConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
-from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig
+from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig, MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
@@ -20,7 +20,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from norm_nerf.ns.blender_dataparser import NormBlenderDataParserConfig
 from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig
 from norm_nerf.ns.models import NormMipNerfModelConfig, NormNeRFModelConfig
-from norm_nerf.ns.neus import NormNeuSModelConfig
+from norm_nerf.ns.neus import NormNeuSFactoModelConfig, NormNeuSModelConfig
 
 
 def _machine() -> MachineConfig:
@@ -65,13 +65,13 @@ norm_nerf = MethodSpecification(
 )
 
 
-def _neus_optimizer() -> dict:
+def _neus_optimizer(warm_up: int = 5000, steps: int = 300000) -> dict:
     """NeuS: Adam 5e-4, linear warm-up then cosine decay to 5 % (fields and background alike)."""
 
     def group() -> dict:
         return {
             "optimizer": AdamOptimizerConfig(lr=5e-4, eps=1e-15),
-            "scheduler": CosineDecaySchedulerConfig(warm_up_end=5000, learning_rate_alpha=0.05, max_steps=300000),
+            "scheduler": CosineDecaySchedulerConfig(warm_up_end=warm_up, learning_rate_alpha=0.05, max_steps=steps),
         }
 
     return {"fields": group(), "field_background": group()}
@@ -95,4 +95,30 @@ norm_neus = MethodSpecification(
         optimizers=_neus_optimizer(),
     ),
     description="NeuS surface reconstruction with normalized (default: cross-normalized) SDF and colour MLPs.",
+)
+
+norm_neus_facto = MethodSpecification(
+    config=TrainerConfig(
+        method_name="norm-neus-facto",
+        machine=_machine(),
+        steps_per_eval_image=5000,
+        steps_per_eval_batch=5000,
+        steps_per_save=2000,
+        steps_per_eval_all_images=1000000,
+        max_num_iterations=20001,
+        pipeline=VanillaPipelineConfig(
+            datamanager=VanillaDataManagerConfig(
+                dataparser=NormDTUDataParserConfig(), train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048
+            ),
+            model=NormNeuSFactoModelConfig(eval_num_rays_per_chunk=2048),
+        ),
+        optimizers={
+            **_neus_optimizer(warm_up=500, steps=20001),
+            "proposal_networks": {
+                "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
+                "scheduler": MultiStepSchedulerConfig(max_steps=20001, milestones=(10000, 1500, 18000)),
+            },
+        },
+    ),
+    description="NeuS-facto (hash grid, proposal networks) with normalized SDF and colour MLPs; plain torch on CPU.",
 )

@@ -1,4 +1,5 @@
-"""norm-neus: nerfstudio's NeuS (SDF volume rendering, eikonal loss, up-sampling) on our normalized SDF field."""
+"""norm-neus and norm-neus-facto: nerfstudio's NeuS and NeuS-facto (SDF volume rendering, eikonal loss; up-sampling
+or proposal networks) on our normalized SDF field."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Literal
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
+from nerfstudio.models.neus_facto import NeuSFactoModel, NeuSFactoModelConfig
 
 from norm_nerf.ns.fields import FieldNormConfig
 from norm_nerf.ns.lpips import no_lpips_download
@@ -16,12 +18,11 @@ from norm_nerf.ns.statistics import recalibration_callback
 
 
 @dataclass
-class NormNeuSModelConfig(NeuSModelConfig):
-    """NeuS with normalized SDF and colour networks (plain torch: runs on CPU)."""
+class NormSurfaceOptions:
+    """Options shared by the normalized surface models (listed first in their bases, so they win)."""
 
-    _target: type = field(default_factory=lambda: NormNeuSModel)
     norm: Literal["none", "bn", "ln", "gn", "cn", "rms"] = "cn"
-    """Normalization after every hidden Linear of the SDF and colour networks; none = the base NeuS."""
+    """Normalization after every hidden Linear of the SDF and colour networks; none = the base method."""
     norm_layers: Literal["both", "base", "head"] = "both"
     """Which networks are normalized: both, base (SDF network) or head (colour network)."""
     norm_momentum: float = 0.1
@@ -38,26 +39,60 @@ class NormNeuSModelConfig(NeuSModelConfig):
         return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots=1)
 
 
-class NormNeuSModel(NeuSModel):
-    """NeuS whose field is a :class:`~norm_nerf.ns.sdf_field.NormSDFField`.
+@dataclass
+class NormNeuSModelConfig(NormSurfaceOptions, NeuSModelConfig):
+    """NeuS with normalized SDF and colour networks (plain torch: runs on CPU)."""
 
-    Running statistics describe the field's rendering pass (the samples it is trained on); the up-sampler's
-    SDF queries never update them, and in eval mode every query (sampler, rendering, mesh export) uses
-    them, so the model has one eval-mode SDF. Normals need autograd in eval mode too: the field enables
-    gradients for them itself.
+    _target: type = field(default_factory=lambda: NormNeuSModel)
+
+
+def _facto_field() -> NormSDFFieldConfig:
+    """NeuS-facto's field: hash-grid features let a 2-layer SDF and colour network suffice."""
+    return NormSDFFieldConfig(use_grid_feature=True, num_layers=2, num_layers_color=2, inv_s_init=0.8)
+
+
+@dataclass
+class NormNeuSFactoModelConfig(NormSurfaceOptions, NeuSFactoModelConfig):
+    """NeuS-facto (hash grid, proposal networks) with normalized SDF and colour networks."""
+
+    _target: type = field(default_factory=lambda: NormNeuSFactoModel)
+    sdf_field: NormSDFFieldConfig = field(default_factory=_facto_field)
+    """The SDF field (hash grid + small networks; architecture and geometric initialisation)."""
+    background_model: Literal["grid", "mlp", "none"] = "none"
+    """Background model (NeuS-facto: none)."""
+
+
+class _NormSurfaceModel:
+    """The normalized parts of a surface model: our field's norm, lazy LPIPS, annealing length, recalibration.
+
+    Running statistics describe the field's rendering pass (the samples it is trained on); sampler SDF queries
+    never update them, and in eval mode every query (sampler, rendering, mesh export) uses them, so the model
+    has one eval-mode SDF. Normals need autograd in eval mode too: the field enables gradients for them itself.
     """
 
-    config: NormNeuSModelConfig
+    config: NormSurfaceOptions
 
     def populate_modules(self) -> None:
         self.config.sdf_field = dataclasses.replace(self.config.sdf_field, norm=self.config.field_norm())
         with no_lpips_download():
-            super().populate_modules()
+            super().populate_modules()  # type: ignore[misc]
         self.anneal_end = self.config.cos_anneal_end
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
     ) -> list[TrainingCallback]:
-        callbacks = super().get_training_callbacks(training_callback_attributes)  # cosine annealing
+        callbacks = super().get_training_callbacks(training_callback_attributes)  # type: ignore[misc]
         recalibration = recalibration_callback(self, training_callback_attributes, self.config.recalibration_batches)
         return callbacks + recalibration
+
+
+class NormNeuSModel(_NormSurfaceModel, NeuSModel):
+    """NeuS (up-sampling by the SDF itself) whose field is a :class:`~norm_nerf.ns.sdf_field.NormSDFField`."""
+
+    config: NormNeuSModelConfig
+
+
+class NormNeuSFactoModel(_NormSurfaceModel, NeuSFactoModel):
+    """NeuS-facto (proposal networks, hash-grid SDF features) whose field is a ``NormSDFField``."""
+
+    config: NormNeuSFactoModelConfig

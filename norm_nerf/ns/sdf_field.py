@@ -42,6 +42,7 @@ from nerfstudio.fields.sdf_field import LearnedVariance
 from torch import Tensor, nn
 
 from norm_nerf.core.encodings import FourierEncoding
+from norm_nerf.core.hashgrid import HashGridEncoding
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import running_stat_norms
 from norm_nerf.ns.fields import FieldNormConfig
@@ -71,6 +72,18 @@ class NormSDFFieldConfig(FieldConfig):
     """Hidden layers of the colour network."""
     hidden_dim_color: int = 256
     """Width of the colour network."""
+    use_grid_feature: bool = False
+    """Also feed a multiresolution hash-grid encoding of x to the SDF network (neus-facto)."""
+    grid_levels: int = 16
+    """Hash-grid levels."""
+    grid_features_per_level: int = 2
+    """Hash-grid features per level."""
+    grid_log2_hashmap_size: int = 19
+    """Hash-grid table size per level (log2 entries)."""
+    grid_base_resolution: int = 16
+    """Hash-grid resolution of the coarsest level (over the box [-1, 1]^3)."""
+    grid_max_resolution: int = 2048
+    """Hash-grid resolution of the finest level."""
     softplus_beta: float = 100.0
     """Beta of the SDF network's softplus activations."""
     weight_norm: bool = True
@@ -180,16 +193,35 @@ def neus_alpha(
     return ((cdf_prev - cdf_next + 1e-5) / (cdf_prev + 1e-5)).clip(0.0, 1.0)
 
 
-class _NeuSEncoding(nn.Module):
-    """``[x, sin(2^k x), cos(2^k x)]`` for k < L: the core PE (which uses 2^k pi x) fed with x / pi."""
+class NeuSEncoding(nn.Module):
+    """``[x, sin(2^k x), cos(2^k x)]`` for k < L (the core PE, which uses 2^k pi x, fed with x / pi), optionally
+    followed by a hash-grid encoding of x mapped from the box [-1, 1]^3 to [0, 1]^3 (plain torch, or tinycudann when
+    installed). The raw coordinates come first: NeuS's geometric init reads only them."""
 
-    def __init__(self, num_frequencies: int) -> None:
+    def __init__(self, num_frequencies: int, grid: HashGridEncoding | None = None) -> None:
         super().__init__()
         self.pe = FourierEncoding(3, num_frequencies, include_input=False)
-        self.out_dim = 3 + self.pe.out_dim
+        self.grid = grid
+        self.out_dim = 3 + self.pe.out_dim + (grid.out_dim if grid is not None else 0)
 
     def forward(self, x: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch out"]:
-        return torch.cat([x, self.pe(x / math.pi)], dim=-1)
+        parts = [x, self.pe(x / math.pi)]
+        if self.grid is not None:
+            parts.append(self.grid(((x + 1.0) * 0.5).clamp(0.0, 1.0)))
+        return torch.cat(parts, dim=-1)
+
+
+def _grid(config: NormSDFFieldConfig) -> HashGridEncoding | None:
+    if not config.use_grid_feature:
+        return None
+    return HashGridEncoding(
+        3,
+        config.grid_levels,
+        config.grid_features_per_level,
+        config.grid_log2_hashmap_size,
+        config.grid_base_resolution,
+        config.grid_max_resolution,
+    )
 
 
 class NormSDFField(Field):
@@ -216,8 +248,8 @@ class NormSDFField(Field):
         super().__init__()
         self.config = config
         norm = config.norm
-        self.position_encoding = _NeuSEncoding(config.position_frequencies)
-        self.direction_encoding = _NeuSEncoding(config.direction_frequencies)
+        self.position_encoding = NeuSEncoding(config.position_frequencies, _grid(config))
+        self.direction_encoding = NeuSEncoding(config.direction_frequencies)
         sdf_norm, color_norm = norm.norm_for("base"), norm.norm_for("head")
         self.sdf_mlp = NormMLP(
             self.position_encoding.out_dim,
@@ -227,7 +259,8 @@ class NormSDFField(Field):
             norm=sdf_norm,
             activation="softplus",
             skips=tuple(s for s in config.skip_connections if 0 < s < config.num_layers),
-            norm_opts=norm.norm_opts() if sdf_norm != "none" else None,
+            # the eikonal loss differentiates the SDF twice: the fast norm kernels are once-differentiable
+            norm_opts={**norm.norm_opts(), "impl": "reference"} if sdf_norm != "none" else None,
             softplus_beta=config.softplus_beta,
         )
         color_in = 3 + self.direction_encoding.out_dim + 3 + config.geo_feat_dim

@@ -102,6 +102,22 @@ def test_parameter_counts() -> None:
     assert sum(isinstance(m, RunningStatsNorm) for m in base_only.sdf_mlp.modules()) == 8
 
 
+@pytest.mark.parametrize("norm", ["none", "bn", "ln", "gn", "cn", "rms"])
+@pytest.mark.parametrize("grid", [False, True])
+def test_eikonal_loss_differentiates_the_sdf_network_twice(norm: str, grid: bool) -> None:
+    small = {"grid_levels": 3, "grid_log2_hashmap_size": 10, "grid_max_resolution": 32} if grid else {}
+    field = _field(norm, hidden_dim=32, geo_feat_dim=16, hidden_dim_color=16, use_grid_feature=grid, **small)
+    x = _ball(64)
+    sdf, feature, gradient = field.sdf_and_gradient(x)
+    rgb = field.color_mlp(torch.cat([x, field.direction_encoding(x), gradient, feature], dim=-1))
+    ((gradient.norm(dim=-1) - 1).square().mean() + rgb.mean()).backward()  # eikonal + a colour loss
+    first = field.sdf_mlp.layers[0]
+    weight_grad = first.parametrizations.weight.original1.grad
+    assert weight_grad is not None and torch.isfinite(weight_grad).all() and weight_grad.abs().sum() > 0
+    if grid:
+        assert field.position_encoding.grid.table.grad is not None
+
+
 def test_sdf_queries_never_update_statistics() -> None:
     field = _field("cn", hidden_dim=32, geo_feat_dim=16, hidden_dim_color=16)
     before = _stats(field)
