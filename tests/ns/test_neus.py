@@ -1,4 +1,4 @@
-"""norm-neus on CPU: NeuS SDF field, geometric init under normalization, training, statistics, mesh export."""
+"""norm-neus / norm-neus-facto on CPU: SDF field, geometric init under normalization, training, statistics, mesh."""
 
 from __future__ import annotations
 
@@ -214,17 +214,19 @@ def test_extract_mesh_refuses_to_overwrite(tmp_path) -> None:
 # ---- the method: registration, training, checkpoints, eval mode, mesh export ----
 
 
-def test_norm_neus_is_registered() -> None:
+def test_surface_methods_are_registered() -> None:
     from nerfstudio.plugins.registry import discover_methods
 
     from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig
     from norm_nerf.ns.runs import method_config
 
     methods, descriptions = discover_methods()
-    assert "norm-neus" in methods and "normalized" in descriptions["norm-neus"]
-    cfg = method_config("norm-neus")
-    assert cfg.pipeline.model.norm == "cn"
-    assert isinstance(cfg.pipeline.datamanager.dataparser, NormDTUDataParserConfig)
+    for name in ("norm-neus", "norm-neus-facto"):
+        assert name in methods and "normalized" in descriptions[name]
+        cfg = method_config(name)
+        assert cfg.pipeline.model.norm == "cn"
+        assert isinstance(cfg.pipeline.datamanager.dataparser, NormDTUDataParserConfig)
+    assert method_config("norm-neus-facto").pipeline.model.sdf_field.use_grid_feature
 
 
 @pytest.fixture(scope="module")
@@ -237,18 +239,23 @@ def dtu_scan(tmp_path_factory) -> Path:
     return write_dtu_scene(cfg)
 
 
-@pytest.fixture(scope="module")
-def neus_run(dtu_scan, tmp_path_factory) -> Path:
-    """norm-neus (cn) trained 12 steps on the tiny scan, initial sphere = the object; returns config.yml."""
+@pytest.fixture(scope="module", params=["norm-neus", "norm-neus-facto"])
+def neus_run(request, dtu_scan, tmp_path_factory) -> Path:
+    """A surface method (cn) trained 12 steps on the tiny scan, initial sphere = the object; returns config.yml."""
     from norm_nerf.ns.runs import cpu_preset, method_config, train
 
     out = tmp_path_factory.mktemp("neus_runs")
-    cfg = cpu_preset(method_config("norm-neus"), dtu_scan, out, steps=12, rays=64, samples=8, width=32)
+    cfg = cpu_preset(method_config(request.param), dtu_scan, out, steps=12, rays=64, samples=8, width=32)
     cfg.pipeline.datamanager.dataparser.cache_dir = out / "cache"
     model = cfg.pipeline.model
     model.background_model = "none"
     model.recalibration_batches = 2
     model.sdf_field.sphere_radius = OBJECT_RADIUS
+    if request.param == "norm-neus-facto":  # tiny hash grids and proposal networks
+        model.num_neus_samples_per_ray, model.num_proposal_samples_per_ray = 8, (16, 8)
+        model.sdf_field.grid_levels, model.sdf_field.grid_log2_hashmap_size = 4, 12
+        model.sdf_field.grid_max_resolution = 64
+        model.proposal_net_args_list = [{"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 4, "max_res": 32}] * 2
     return train(cfg)
 
 
@@ -264,7 +271,8 @@ def test_train_checkpoint_load_and_eval(neus_run) -> None:
     pipeline, ckpt, step = _load(neus_run)
     assert ckpt.name.endswith(".ckpt") and step == 11
     norms = [m for m in pipeline.model.modules() if isinstance(m, RunningStatsNorm)]
-    assert len(norms) == 8 + 4 and all((m.num_batches_tracked > 0).all() for m in norms)  # recalibrated, saved
+    layers = pipeline.model.config.sdf_field.num_layers + pipeline.model.config.sdf_field.num_layers_color
+    assert len(norms) == layers and all((m.num_batches_tracked > 0).all() for m in norms)  # recalibrated, saved
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)["pipeline"]
     assert any(k.endswith("running_n") for k in saved)
     metrics = pipeline.get_average_eval_image_metrics()
