@@ -5,7 +5,9 @@ the NeuS architecture of Wang et al. (2021) on our core: positional encoding of 
 k < 6, plus x), an 8 x 256 softplus(beta = 100) SDF network with a skip connection at layer 4 that outputs
 the SDF and a 256-d geometry feature, a 4 x 256 ReLU colour network on (x, view direction, SDF gradient,
 feature) with a sigmoid output, and NeuS's learnable inverse deviation ``s``. Normals are the autograd
-gradient of the SDF, also in eval mode.
+gradient of the SDF, also in eval mode; the eikonal loss differentiates the SDF network twice, so its norms use
+the core's plain-autograd (``impl="reference"``) train-mode path. With ``use_grid_feature`` (neus-facto) a
+multiresolution hash grid (core ``HashGridEncoding``: plain torch, tinycudann when installed) adds features of x.
 
 Geometric initialisation (the surface starts as a sphere of radius r) and normalization:
 
