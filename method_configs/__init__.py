@@ -14,6 +14,7 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConf
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig, MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
@@ -65,7 +66,7 @@ norm_nerf = MethodSpecification(
 )
 
 
-def _neus_optimizer(warm_up: int = 5000, steps: int = 300000) -> dict:
+def _neus_optimizer(warm_up: int, steps: int) -> dict:
     """NeuS: Adam 5e-4, linear warm-up then cosine decay to 5 % (fields and background alike)."""
 
     def group() -> dict:
@@ -77,48 +78,54 @@ def _neus_optimizer(warm_up: int = 5000, steps: int = 300000) -> dict:
     return {"fields": group(), "field_background": group()}
 
 
-norm_neus = MethodSpecification(
-    config=TrainerConfig(
-        method_name="norm-neus",
+def _surface_method(
+    name: str, model: ModelConfig, rays: int, steps: int, eval_image_every: int, save_every: int, optimizers: dict
+) -> TrainerConfig:
+    """A surface method on NeuS/DTU scans (norm-dtu) with the plain data manager; evaluates one image at a time."""
+    return TrainerConfig(
+        method_name=name,
         machine=_machine(),
-        steps_per_eval_image=500,
+        steps_per_eval_image=eval_image_every,
         steps_per_eval_batch=5000,
-        steps_per_save=20000,
+        steps_per_save=save_every,
         steps_per_eval_all_images=1000000,
-        max_num_iterations=300000,
+        max_num_iterations=steps,
         pipeline=VanillaPipelineConfig(
             datamanager=VanillaDataManagerConfig(
-                dataparser=NormDTUDataParserConfig(), train_num_rays_per_batch=512, eval_num_rays_per_batch=512
+                dataparser=NormDTUDataParserConfig(), train_num_rays_per_batch=rays, eval_num_rays_per_batch=rays
             ),
-            model=NormNeuSModelConfig(eval_num_rays_per_chunk=1024),
+            model=model,
         ),
-        optimizers=_neus_optimizer(),
+        optimizers=optimizers,
+    )
+
+
+norm_neus = MethodSpecification(
+    config=_surface_method(
+        "norm-neus",
+        NormNeuSModelConfig(eval_num_rays_per_chunk=1024),
+        rays=512,
+        steps=300000,
+        eval_image_every=500,
+        save_every=20000,
+        optimizers=_neus_optimizer(warm_up=5000, steps=300000),
     ),
     description="NeuS surface reconstruction with normalized (default: cross-normalized) SDF and colour MLPs.",
 )
 
+_proposal_optimizer = {
+    "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
+    "scheduler": MultiStepSchedulerConfig(max_steps=20001, milestones=(10000, 1500, 18000)),
+}
 norm_neus_facto = MethodSpecification(
-    config=TrainerConfig(
-        method_name="norm-neus-facto",
-        machine=_machine(),
-        steps_per_eval_image=5000,
-        steps_per_eval_batch=5000,
-        steps_per_save=2000,
-        steps_per_eval_all_images=1000000,
-        max_num_iterations=20001,
-        pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(
-                dataparser=NormDTUDataParserConfig(), train_num_rays_per_batch=2048, eval_num_rays_per_batch=2048
-            ),
-            model=NormNeuSFactoModelConfig(eval_num_rays_per_chunk=2048),
-        ),
-        optimizers={
-            **_neus_optimizer(warm_up=500, steps=20001),
-            "proposal_networks": {
-                "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
-                "scheduler": MultiStepSchedulerConfig(max_steps=20001, milestones=(10000, 1500, 18000)),
-            },
-        },
+    config=_surface_method(
+        "norm-neus-facto",
+        NormNeuSFactoModelConfig(eval_num_rays_per_chunk=2048),
+        rays=2048,
+        steps=20001,
+        eval_image_every=5000,
+        save_every=2000,
+        optimizers={**_neus_optimizer(warm_up=500, steps=20001), "proposal_networks": _proposal_optimizer},
     ),
     description="NeuS-facto (hash grid, proposal networks) with normalized SDF and colour MLPs; plain torch on CPU.",
 )
