@@ -20,5 +20,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
   echo "$WANT" > "$STAMP"
 fi
+# nerfstudio's ns-render needs an ffmpeg executable; use the system one, else the imageio-ffmpeg binary (from PyPI).
+if ! command -v ffmpeg >/dev/null 2>&1 && [ ! -e "$VENV/bin/ffmpeg" ]; then
+  ln -s "$("$VENV/bin/python" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" "$VENV/bin/ffmpeg"
+fi
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"

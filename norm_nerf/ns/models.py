@@ -72,6 +72,15 @@ def _field(config: NormNeRFModelConfig, integrated: bool, num_slots: int) -> Nor
     )
 
 
+def with_fine_aliases(outputs: dict) -> dict:
+    """Also expose the fine pass as ``rgb``/``depth``/``accumulation``: the names ns-render and the viewer default to
+    (nerfstudio's NeRF and Mip-NeRF only output ``*_coarse`` and ``*_fine``)."""
+    for name in ("rgb", "depth", "accumulation"):
+        if f"{name}_fine" in outputs:
+            outputs.setdefault(name, outputs[f"{name}_fine"])
+    return outputs
+
+
 class NormNeRFModel(NeRFModel):
     """Vanilla NeRF whose coarse and fine fields are :class:`NormNeRFField` (separate fields: one slot each)."""
 
@@ -82,6 +91,9 @@ class NormNeRFModel(NeRFModel):
             super().populate_modules()
         self.field_coarse = _field(self.config, integrated=False, num_slots=1)
         self.field_fine = _field(self.config, integrated=False, num_slots=1)
+
+    def get_outputs(self, ray_bundle):
+        return with_fine_aliases(super().get_outputs(ray_bundle))
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
@@ -103,7 +115,7 @@ class NormMipNerfModel(MipNerfModel):
     def get_outputs(self, ray_bundle):
         set_stat_slot(self.field, 0)  # coarse pass; the PDF sampler switches to slot 1 for the fine pass
         try:
-            return super().get_outputs(ray_bundle)
+            return with_fine_aliases(super().get_outputs(ray_bundle))
         finally:
             set_stat_slot(self.field, 0)
 

@@ -1,0 +1,109 @@
+"""Training throughput and quality of each norm-* nerfstudio method against its base (``--pipeline.model.norm none``).
+
+Every method is trained with every norm on the same generated scene (Blender layout for the radiance methods, the
+NeuS/DTU layout for the surface methods) for the same number of steps at the same CPU-sized config, then scored on
+its test views in eval mode. Speed is the median wall time of a training iteration (forward, backward, optimizer
+step; the first 5 skipped), stated as a ratio to the base method measured in the same run (shared, noisy machine).
+
+    .venv/bin/python benchmarks/ns_throughput.py [--methods norm-mipnerf norm-nerf norm-neus] [--norms none cn]
+        [--steps 200] [--out benchmarks/results/ns_throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+SURFACE_METHODS = ("norm-neus", "norm-neus-facto")
+
+
+def _scenes(work: Path, size: int) -> dict[str, Path]:
+    """A Blender-layout torus and a NeuS/DTU-layout torus, generated once into ``work``."""
+    from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
+    from norm_nerf.data.dtu import DTUSceneConfig, write_dtu_scene
+
+    blender, dtu = work / "scene_blender", work / "scene_dtu"
+    if not (blender / "transforms_test.json").is_file():
+        write_blender_scene(BlenderSceneConfig(out=blender, shape="torus", views=24, val_views=1, test_views=2,
+                                               size=size, overwrite=True))  # fmt: skip
+    if not (dtu / "cameras_sphere.npz").is_file():
+        write_dtu_scene(DTUSceneConfig(out=dtu, shape="torus", views=24, size=size, overwrite=True))
+    return {"blender": blender, "dtu": dtu}
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results)
+    norms = sorted({n for r in results.values() for n in r}, key=lambda n: (n != "none", n))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    width = 0.8 / len(norms)
+    for k, norm in enumerate(norms):
+        xs = [i + k * width for i in range(len(methods))]
+        axes[0].bar(xs, [results[m].get(norm, {}).get("rays_per_second_ratio", 0) for m in methods], width, label=norm)
+        axes[1].bar(xs, [results[m].get(norm, {}).get("psnr") or 0 for m in methods], width, label=norm)
+    for ax, title in zip(axes, ("training rays/s, ratio to norm none", "test-view PSNR [dB], eval mode")):
+        ax.set_xticks([i + width * (len(norms) - 1) / 2 for i in range(len(methods))], methods)
+        ax.set_title(title)
+        ax.legend()
+    axes[0].axhline(0.85, color="k", lw=0.8, ls="--")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    from norm_nerf.ns.compare import train_and_score
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=["norm-mipnerf", "norm-nerf", "norm-neus"])
+    parser.add_argument("--norms", nargs="+", default=["none", "cn"])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rays", type=int, default=256)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--size", type=int, default=40, help="image width of the generated scenes")
+    parser.add_argument("--work", type=Path, default=Path("outputs/bench_ns"), help="scenes, runs and renders")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_throughput.json"))
+    args = parser.parse_args()
+    if "none" not in args.norms:
+        args.norms = ["none", *args.norms]
+    scenes = _scenes(args.work, args.size)
+    results: dict[str, dict[str, dict]] = {}
+    for method in args.methods:
+        scene = scenes["dtu" if method in SURFACE_METHODS else "blender"]
+        results[method] = {}
+        for norm in args.norms:
+            out = args.work / f"{method}-{norm}"
+            r = train_and_score(method, norm, scene, out, args.steps, args.rays, args.samples, args.width)
+            results[method][norm] = {k: r[k] for k in ("psnr", "ssim", "lpips", "train_rays_per_second",
+                                                          "step_seconds_median", "train_seconds")}  # fmt: skip
+        base = results[method]["none"]["train_rays_per_second"]
+        for r in results[method].values():
+            r["rays_per_second_ratio"] = r["train_rays_per_second"] / base
+        print(method, json.dumps(results[method], indent=1))
+    report = {
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "note": "same scene, steps and config per method; speed = median iteration time, ratios within one run",
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    _plot(results, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
