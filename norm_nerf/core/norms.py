@@ -15,7 +15,9 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
 Every layer has two implementations of its train-mode forward, selected with ``impl``: ``"fast"`` (default;
 fused native kernels for ``bn``/``ln`` and the custom autograd Functions of :mod:`norm_nerf.core.fused` for
 ``gn``/``cn``/``rms``) and ``"reference"`` (the plain tensor expressions below, differentiated by autograd).
-Both give the same values, gradients and running statistics; eval mode and synchronised (multi-rank)
+``"compiled"`` is ``"fast"`` plus, for ``cn`` on float32 CPU tensors, the C++/OpenMP kernel of
+:mod:`norm_nerf.core.fused_cpp` (built on first use; falls back to ``"fast"`` when it cannot be built).
+All give the same values, gradients and running statistics; eval mode and synchronised (multi-rank)
 statistics always use the reference expressions.
 """
 
@@ -33,12 +35,13 @@ from torch import Tensor, nn
 
 from norm_nerf.core.distributed import column_moments, distributed_world_size, mean_var, unbiased_denominator
 from norm_nerf.core.fused import CrossNormFunction, RMSNormFunction, ScaleShiftNormFunction
+from norm_nerf.core.fused_cpp import CompiledCrossNormFunction, kernel_applies
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
-NormImpl = Literal["fast", "reference"]
-"""Implementations of the train-mode forward: fused kernels / custom autograd, or plain autograd expressions."""
+NormImpl = Literal["fast", "reference", "compiled"]
+"""Train-mode forward: fused kernels / custom autograd, plain autograd expressions, or fast + a C++ cross norm."""
 NORM_IMPLS: tuple[str, ...] = get_args(NormImpl)
 EPS = 1e-5
 
@@ -333,7 +336,9 @@ class CrossNorm(RunningStatsNorm):
         x2 = self._flatten(x)
         if not self._use_fast_train_path(x2):
             return super().forward(x)
-        y, mean, var = CrossNormFunction.apply(x2, self.weight, self.bias, self.eps)
+        compiled = self.impl == "compiled" and kernel_applies(x2)
+        fn = CompiledCrossNormFunction if compiled else CrossNormFunction
+        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps)
         if self.should_update():
             self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))
         return y.reshape(x.shape)
@@ -373,9 +378,9 @@ def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
     Args:
         kind: one of ``none``, ``bn`` (batch), ``ln`` (layer), ``gn`` (global), ``cn`` (cross), ``rms``.
         num_features: channels C of the input.
-        **opts: ``eps``, ``affine``, ``impl`` (``"fast"`` default, or ``"reference"``) for all; ``momentum``,
-            ``sync``, ``update_under_no_grad``, ``num_slots`` for bn/gn/cn (ignored by the others, which have no
-            running statistics).
+        **opts: ``eps``, ``affine``, ``impl`` (``"fast"`` default, ``"reference"`` or ``"compiled"``) for all;
+            ``momentum``, ``sync``, ``update_under_no_grad``, ``num_slots`` for bn/gn/cn (ignored by the others,
+            which have no running statistics).
     """
     key = check_norm_kind(kind)
     if key == "none":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -133,5 +135,37 @@ def test_moments_hand_computed_and_constant_column() -> None:
 
 
 def test_unknown_impl_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="impl must be one of fast, reference"):
-        build_norm("cn", 4, impl="compiled")
+    with pytest.raises(ValueError, match="impl must be one of fast, reference, compiled"):
+        build_norm("cn", 4, impl="fused")
+
+
+def test_compiled_falls_back_to_fast_off_float32_cpu() -> None:
+    # float64 never uses the C++ kernel (and never builds it): identical to impl="fast".
+    fast, _ = _twins("cn", 5)
+    compiled = build_norm("cn", 5, impl="compiled").double()
+    compiled.load_state_dict(fast.state_dict())
+    x = torch.randn(9, 5, dtype=torch.float64)
+    torch.testing.assert_close(compiled.train()(x), fast.train()(x), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("NORM_NERF_TEST_COMPILED"),
+    reason="builds a C++ extension (a minute or two); set NORM_NERF_TEST_COMPILED=1",
+)
+@pytest.mark.parametrize("shape", [(1, 4), (5, 1), (2, 3), (300, 17), (1024, 64)])
+def test_compiled_cross_norm_matches_float64_reference(shape: tuple[int, int]) -> None:
+    from norm_nerf.core.fused_cpp import cross_norm_kernel
+
+    assert cross_norm_kernel() is not None
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64) * 3 + 1
+    grad = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    _, ref = _twins("cn", shape[1], momentum=0.5)
+    compiled = build_norm("cn", shape[1], impl="compiled", momentum=0.5)
+    compiled.load_state_dict(ref.state_dict())
+    got = _values_and_grads(compiled.train(), x.float(), grad.float())
+    want = _values_and_grads(ref.train(), x, grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-4 * float(w.abs().max()))
+    for (name, g), (_, w) in zip(compiled.named_buffers(), ref.named_buffers()):
+        torch.testing.assert_close(g.double(), w, rtol=1e-5, atol=1e-6, msg=name)

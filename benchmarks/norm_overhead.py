@@ -1,0 +1,173 @@
+"""Cost of each normalization in a coordinate MLP: forward+backward step time as a ratio to ``none``.
+
+For a 10x28 and an 8x256 ReLU ``NormMLP`` on 65 536 points, one training step (forward, MSE loss, backward)
+is timed for every norm and implementation (``reference``: plain autograd expressions; ``fast``: fused
+kernels and custom autograd Functions; for ``cn`` also ``compiled``: the C++/OpenMP kernel, built before timing,
+left out with ``--no-compiled`` or when it cannot be built). Configurations are interleaved within each repeat
+and the median over repeats is taken, so that the ratios to ``none`` in one run share the machine's load;
+compare ratios, not absolute times, across runs. A CUDA section runs the same when a GPU is present.
+
+    .venv/bin/python benchmarks/norm_overhead.py [--repeats 5] [--nets 10x28 8x256] [--points 65536] [--no-compiled]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from norm_nerf.core.fused_cpp import cross_norm_kernel
+from norm_nerf.core.mlp import NormMLP
+from norm_nerf.core.norms import NORM_KINDS
+
+TARGETS = {"bn": 1.15, "ln": 1.15, "rms": 1.15, "gn": 1.25, "cn": 1.25}
+"""Issue #8 targets for the 8x256 net on the 2-core CPU (ratio to ``none``)."""
+
+
+IMPLS = ("reference", "fast", "compiled")
+
+
+def _configs(compiled: bool) -> list[tuple[str, str]]:
+    """(norm, impl) pairs; ``none`` has a single implementation, only ``cn`` has a compiled one."""
+    pairs = [(kind, impl) for kind in NORM_KINDS if kind != "none" for impl in IMPLS[:2]]
+    return [("none", "fast"), *pairs, *([("cn", "compiled")] if compiled else [])]
+
+
+def _step_fn(net: NormMLP, x: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        net.zero_grad(set_to_none=True)
+        torch.nn.functional.mse_loss(net(x), target).backward()
+
+    return step
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], None]], float]:
+    """Seconds for one call, synchronising the GPU around it when timing CUDA."""
+
+    def timed(fn: Callable[[], None]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return timed
+
+
+def bench_net(
+    depth: int, width: int, points: int, repeats: int, device: torch.device, compiled: bool
+) -> dict[str, dict]:
+    """Median step time and ratio to ``none`` for every (norm, impl) on one net size."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(points, 2, generator=gen) * 2 - 1).to(device)
+    target = torch.rand(points, 3, generator=gen).to(device)
+    steps = {}
+    for kind, impl in _configs(compiled and device.type == "cpu"):
+        torch.manual_seed(0)
+        net = NormMLP(2, 3, depth, width, norm=kind, norm_opts={"impl": impl}).to(device).train()
+        steps[(kind, impl)] = _step_fn(net, x, target)
+    timed = _timer(device)
+    for step in steps.values():  # warm-up (allocations, lazy init)
+        step()
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in steps}
+    for _ in range(repeats):  # interleaved: every configuration once per repeat
+        for key, step in steps.items():
+            times[key].append(timed(step))
+    base = statistics.median(times[("none", "fast")])
+    results: dict[str, dict] = {}
+    for (kind, impl), ts in times.items():
+        median = statistics.median(ts)
+        results.setdefault(kind, {})[impl] = {"median_s": median, "ratio_to_none": median / base, "times_s": ts}
+    return results
+
+
+def _print_table(name: str, results: dict[str, dict]) -> None:
+    print(f"\n{name}: step time / none   (reference -> fast [-> compiled]; fast step time)")
+    for kind, by_impl in results.items():
+        ratios = " -> ".join(f"{by_impl[impl]['ratio_to_none']:5.2f}x" for impl in IMPLS if impl in by_impl)
+        print(f"  {kind:5s} {ratios:32s} ({1e3 * by_impl['fast']['median_s']:8.1f} ms)")
+
+
+def plot(report: dict, path: Path) -> None:
+    """Grouped bars (reference vs fast) per norm, one panel per device and net."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(dev, net, res) for dev, nets in report["results"].items() for net, res in nets.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (dev, net, res) in zip(axes[0], panels):
+        kinds = [k for k in res if k != "none"]
+        for offset, impl in zip((-0.27, 0.0, 0.27), IMPLS):
+            idx = [i for i, k in enumerate(kinds) if impl in res[k]]
+            if idx:
+                ratios = [res[kinds[i]][impl]["ratio_to_none"] for i in idx]
+                bars = ax.bar([i + offset for i in idx], ratios, width=0.27, label=impl)
+                ax.bar_label(bars, fmt="%.2f", fontsize=6)
+        if dev == "cpu" and net == "8x256":
+            ax.scatter(range(len(kinds)), [TARGETS[k] for k in kinds], marker="_", s=400, c="k", label="target")
+        ax.axhline(1.0, color="gray", lw=0.8)
+        ax.set_xticks(range(len(kinds)), kinds)
+        ax.set_title(f"{dev}, {net} MLP, {report['points']} points")
+        ax.set_ylabel("fwd+bwd step time / none")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", nargs="+", default=["10x28", "8x256"], help="depth x width")
+    parser.add_argument("--points", type=int, default=65536)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cuda-repeats", type=int, default=20)
+    parser.add_argument("--no-compiled", action="store_true", help="skip the compiled (C++) cross norm")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/norm_overhead.json"))
+    args = parser.parse_args()
+    compiled = not args.no_compiled and cross_norm_kernel() is not None  # builds it now, outside the timings
+    devices = [(torch.device("cpu"), args.repeats)]
+    if torch.cuda.is_available():
+        devices.append((torch.device("cuda"), args.cuda_repeats))
+    results: dict[str, dict] = {}
+    for device, repeats in devices:
+        for net in args.nets:
+            depth, width = (int(v) for v in net.split("x"))
+            res = bench_net(depth, width, args.points, repeats, device, compiled)
+            results.setdefault(device.type, {})[net] = res
+            _print_table(f"{device.type} {net}", res)
+    report = {
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+        },
+        "note": (
+            "median of interleaved repeats of one fwd+bwd step; ratios to 'none' within one run are what to "
+            "compare (shared, noisy machines). Targets (8x256, CPU): bn/ln/rms <= 1.15, gn/cn <= 1.25."
+        ),
+        "points": args.points,
+        "repeats": args.repeats,
+        "targets_8x256_cpu": TARGETS,
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    plot(report, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Optional compiled cross norm for CPUs: a C++/OpenMP kernel built on first use (``impl="compiled"``).
+
+The eager fast path (:class:`norm_nerf.core.fused.CrossNormFunction`) still makes about 18 full passes over
+the ``N x C`` activations per forward+backward and allocates five ``N x C`` buffers. This kernel needs two
+passes forward (statistics; output) and two backward (six reductions; input gradient), allocates only the
+output and the input gradient, and saves nothing but per-row and per-column vectors: every entry's ``r`` and
+centred value are recomputed in registers. The forward statistics are accumulated in double precision (one
+pass is then exact enough for float32 data); the backward column sums add float partials of 64 rows in double.
+
+The kernel is JIT-compiled with :func:`torch.utils.cpp_extension.load_inline` (a C++ compiler and ninja are
+needed; about a minute the first time, cached afterwards). When that fails, :func:`cross_norm_kernel` warns once
+and returns None and the layers use the eager fast path. Only contiguous float32 CPU tensors use the kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+// Column partial sums per chunk of rows, added up in double after the parallel loop: deterministic (the chunking
+// does not depend on the thread count) and float partials only ever sum `rows_per_chunk` terms.
+template <typename Acc>
+struct Partials {
+  int64_t chunks, rows_per_chunk, width;
+  std::vector<Acc> data;
+  Partials(int64_t n, int64_t c, int64_t sums, int64_t rows) {
+    rows_per_chunk = rows;
+    chunks = (n + rows - 1) / rows;
+    width = c * sums;
+    data.assign(chunks * width, Acc(0));
+  }
+  int64_t end(int64_t k, int64_t n) const { return std::min(n, (k + 1) * rows_per_chunk); }
+  std::vector<double> total() const {
+    std::vector<double> out(width, 0.0);
+    for (int64_t k = 0; k < chunks; ++k)
+      for (int64_t j = 0; j < width; ++j) out[j] += double(data[k * width + j]);
+    return out;
+  }
+};
+
+double denom(int64_t count) { return count > 1 ? double(count - 1) : 1.0; }
+
+}  // namespace
+
+std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const double K = double(n + c);
+  const float* X = x.data_ptr<float>();
+  auto opts = x.options();
+  auto row_mean = torch::empty({n}, opts), row_var = torch::empty({n}, opts);
+  float* RM = row_mean.data_ptr<float>(); float* RV = row_var.data_ptr<float>();
+  std::vector<double> row_s(n);
+  Partials<double> part(n, c, 2, 1024);
+  at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      double* cs = part.data.data() + k * part.width; double* cq = cs + c;
+      for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
+        const float* __restrict__ xi = X + i * c;
+        double s = 0.0, q = 0.0;
+#pragma omp simd reduction(+ : s, q)
+        for (int64_t j = 0; j < c; ++j) {
+          const double v = xi[j];
+          s += v; q += v * v; cs[j] += v; cq[j] += v * v;
+        }
+        row_s[i] = s;
+        RM[i] = float(s / c);
+        RV[i] = float(std::max(q - s * s / c, 0.0) / denom(c));
+      }
+    }
+  });
+  const std::vector<double> col = part.total();
+  auto col_mean = torch::empty({c}, opts), col_var = torch::empty({c}, opts);
+  float* CM = col_mean.data_ptr<float>(); float* CV = col_var.data_ptr<float>();
+  std::vector<float> bcol(c), vcol(c);
+  for (int64_t j = 0; j < c; ++j) {
+    CM[j] = float(col[j] / n);
+    CV[j] = float(std::max(col[c + j] - col[j] * col[j] / n, 0.0) / denom(n));
+    bcol[j] = float(-col[j] / K);
+    vcol[j] = float(CV[j] + eps);
+  }
+  auto y = torch::empty_like(x);
+  float* Y = y.data_ptr<float>();
+  const float* W = w.data_ptr<float>(); const float* B = b.data_ptr<float>();
+  const float a = float((K + 1.0) / K);
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* xi = X + i * c; float* yi = Y + i * c;
+      const float brow = float(-row_s[i] / K), vrow = RV[i];
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j)
+        yi[j] = (a * xi[j] + brow + bcol[j]) / std::sqrt(vrow + vcol[j]) * W[j] + B[j];
+    }
+  });
+  return {y, row_mean, row_var, col_mean, col_var};
+}
+
+std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w,
+                                               torch::Tensor row_mean, torch::Tensor row_var,
+                                               torch::Tensor col_mean, torch::Tensor col_var, double eps) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float K = float(n + c), a = (K + 1.0f) / K;
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float *RM = row_mean.data_ptr<float>(), *RV = row_var.data_ptr<float>();
+  const float *CM = col_mean.data_ptr<float>(), *CV = col_var.data_ptr<float>();
+  std::vector<float> vcol(c), bcol(c);
+  for (int64_t j = 0; j < c; ++j) { vcol[j] = float(CV[j] + eps); bcol[j] = -float(n) * CM[j] / K; }
+  std::vector<float> f_row(n), b_row(n);
+  Partials<float> part(n, c, 4, 64);  // sum g, sum g*yhat, sum g*r, sum g*z*r^3 per column
+  auto dx = torch::empty_like(x);  // holds r between the two passes (one square root per entry)
+  float* DX = dx.data_ptr<float>();
+  at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      float* __restrict__ sg = part.data.data() + k * part.width;
+      float* __restrict__ sgy = sg + c;
+      float* __restrict__ sp = sgy + c;
+      float* __restrict__ su = sp + c;
+      for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
+        const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
+        float* __restrict__ ri = DX + i * c;
+        const float brow = -float(c) * RM[i] / K, vrow = RV[i];
+        float pr = 0.0f, wr = 0.0f;
+#pragma omp simd reduction(+ : pr, wr)
+        for (int64_t j = 0; j < c; ++j) {
+          const float r = 1.0f / std::sqrt(vrow + vcol[j]);
+          ri[j] = r;
+          const float yh = (a * xi[j] + brow + bcol[j]) * r;
+          const float gr = gi[j] * r, u = gr * yh * r;
+          sg[j] += gi[j]; sgy[j] += gi[j] * yh; sp[j] += gr; su[j] += u;
+          pr += W[j] * gr; wr += W[j] * u;
+        }
+        b_row[i] = float(wr / denom(c));
+        f_row[i] = RM[i] * b_row[i] - pr / K;
+      }
+    }
+  });
+  const std::vector<double> col = part.total();
+  std::vector<float> a_col(c), e_col(c), s_col(c);
+  auto grad_w = torch::empty({c}, x.options()), grad_b = torch::empty({c}, x.options());
+  float *GW = grad_w.data_ptr<float>(), *GB = grad_b.data_ptr<float>();
+  for (int64_t j = 0; j < c; ++j) {
+    GB[j] = float(col[j]); GW[j] = float(col[c + j]);
+    a_col[j] = float(W[j] * col[3 * c + j] / denom(n));
+    e_col[j] = float(CM[j] * a_col[j] - W[j] * col[2 * c + j] / K);
+    s_col[j] = a * W[j];
+  }
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
+      float* __restrict__ di = DX + i * c;  // r on entry, the gradient on exit
+      const float br = b_row[i], fr = f_row[i];
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j)
+        di[j] = s_col[j] * gi[j] * di[j] + e_col[j] + fr - xi[j] * (a_col[j] + br);
+    }
+  });
+  return {dx, grad_w, grad_b};
+}
+"""
+
+
+@functools.cache
+def cross_norm_kernel() -> object | None:
+    """The compiled extension module, or None (with one warning) when it cannot be built here."""
+    try:
+        from torch.utils.cpp_extension import load_inline
+
+        return load_inline(
+            name="norm_nerf_cross_norm_v4",
+            cpp_sources=_SOURCE,
+            functions=["cross_norm_forward", "cross_norm_backward"],
+            extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-math-errno"],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+    except Exception as err:  # noqa: BLE001 - any build failure means: use the eager fast path
+        warnings.warn(f"compiled cross norm unavailable ({type(err).__name__}: {err}); using impl='fast'", stacklevel=2)
+        return None
+
+
+def kernel_applies(x: Tensor) -> bool:
+    """Whether the compiled kernel serves ``x`` (contiguous-able float32 on the CPU) and could be built."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and cross_norm_kernel() is not None
+
+
+class CompiledCrossNormFunction(torch.autograd.Function):
+    """Train-mode cross norm through the C++ kernel; same values, gradients and outputs as ``CrossNormFunction``."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        c = x.shape[1]
+        x = x.contiguous()
+        w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
+        b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)
+        y, row_mean, row_var, col_mean, col_var = cross_norm_kernel().cross_norm_forward(x, w, b, eps)
+        ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var)
+        ctx.eps, ctx.affine = eps, weight is not None
+        ctx.mark_non_differentiable(col_mean, col_var)
+        return y, col_mean, col_var
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
+        x, w, row_mean, row_var, col_mean, col_var = ctx.saved_tensors
+        dx, dw, db = cross_norm_kernel().cross_norm_backward(
+            grad.contiguous(), x, w, row_mean, row_var, col_mean, col_var, ctx.eps
+        )
+        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None
