@@ -7,7 +7,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
+from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
 from nerfstudio.models.neus_facto import NeuSFactoModel, NeuSFactoModelConfig
 
@@ -62,6 +65,38 @@ class NormNeuSFactoModelConfig(NormSurfaceOptions, NeuSFactoModelConfig):
     """Background model (NeuS-facto: none)."""
 
 
+class MissSafeBoxCollider(AABBBoxCollider):
+    """nerfstudio's box collider, except for rays that miss the box.
+
+    For those nerfstudio returns ``near = far`` at the largest slab entry, which can lie beyond the background
+    model's far plane (e.g. 2652 for a nearly axis-parallel ray) and makes the background samples, and the pixel,
+    NaN. Here a ray that misses gets an empty segment at its closest approach to the box centre instead: no
+    foreground, and a valid background interval behind it.
+    """
+
+    def set_nears_and_fars(self, ray_bundle: RayBundle) -> RayBundle:
+        ray_bundle = super().set_nears_and_fars(ray_bundle)
+        origins, directions = ray_bundle.origins, ray_bundle.directions
+        entry, exit_ = self._intersect_slabs(origins, directions)
+        miss = exit_ <= entry.clamp_min(0.0)  # no part of the box in front of the camera
+        if miss.any():
+            centre = self.scene_box.aabb.mean(dim=0)
+            t = ((centre - origins) * directions).sum(-1) / (directions * directions).sum(-1).clamp_min(1e-12)
+            near_plane = self.near_plane if self.training else 0.0
+            t = t.clamp_min(near_plane)[..., None]
+            ray_bundle.nears = torch.where(miss[..., None], t, ray_bundle.nears)
+            ray_bundle.fars = torch.where(miss[..., None], t + 1e-6, ray_bundle.fars)
+        return ray_bundle
+
+    def _intersect_slabs(self, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Entry and exit distances of the rays through the box's slabs (entry >= exit: the line misses it)."""
+        inv = 1.0 / torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
+        t1 = (self.scene_box.aabb[0] - origins) * inv
+        t2 = (self.scene_box.aabb[1] - origins) * inv
+        entry = torch.minimum(t1, t2).amax(dim=-1)
+        return entry, torch.maximum(t1, t2).amin(dim=-1)
+
+
 class _NormSurfaceModel:
     """The normalized parts of a surface model: our field's norm, lazy LPIPS, annealing length, recalibration.
 
@@ -77,6 +112,8 @@ class _NormSurfaceModel:
         with no_lpips_download():
             super().populate_modules()  # type: ignore[misc]
         self.anneal_end = self.config.cos_anneal_end
+        if type(self.collider) is AABBBoxCollider:  # type: ignore[attr-defined]
+            self.collider = MissSafeBoxCollider(self.scene_box, near_plane=self.collider.near_plane)
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes

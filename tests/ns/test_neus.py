@@ -331,3 +331,29 @@ def test_exported_mesh_is_in_world_coordinates_for_norm_eval_dtu(neus_run, dtu_s
     metrics = eval_dtu(EvalDTUConfig(mesh=out, scan_dir=dtu_scan, gt_dir=dtu_scan / "gt", scan=1, mesh_in_world=True,
                                      density=2.0, out=tmp_path / "eval"))  # fmt: skip
     assert metrics["overall"] < 2.0  # mm; the object is a 120 mm sphere
+
+
+def test_rays_missing_the_box_get_a_finite_empty_segment() -> None:
+    from nerfstudio.cameras.rays import RayBundle
+    from nerfstudio.data.scene_box import SceneBox
+    from nerfstudio.model_components.scene_colliders import AABBBoxCollider
+
+    from norm_nerf.ns.neus import MissSafeBoxCollider
+
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    origins = torch.tensor([[1.57, 1.32, 2.19], [0.0, 0.0, 3.0], [0.0, 0.0, 3.0]])
+    directions = torch.nn.functional.normalize(torch.tensor([[-0.5626, -1.2e-4, -0.8267], [0.0, 0.0, -1.0],
+                                                             [0.0, 0.0, 1.0]]), dim=-1)  # fmt: skip
+
+    def bundle():
+        return RayBundle(origins=origins.clone(), directions=directions.clone(), pixel_area=torch.ones(3, 1))
+
+    ours = MissSafeBoxCollider(box, near_plane=0.05)(bundle())
+    theirs = AABBBoxCollider(box, near_plane=0.05)(bundle())
+    assert theirs.nears[0, 0] > 1000  # nerfstudio: beyond the background far plane (NaN background samples)
+    torch.testing.assert_close(ours.nears[1:2], theirs.nears[1:2])  # a hit is unchanged: enters at 2, exits at 4
+    torch.testing.assert_close(ours.fars[1:2], theirs.fars[1:2])
+    centre_t = -(origins[0] * directions[0]).sum()
+    torch.testing.assert_close(ours.nears[0, 0], centre_t)  # a miss: empty segment at the closest approach
+    assert 0 < ours.fars[0, 0] - ours.nears[0, 0] < 1e-5
+    assert ours.nears[2, 0] == 0.05 and ours.fars[2, 0] < 1  # box behind the camera: empty segment at the near plane
