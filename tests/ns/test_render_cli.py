@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -28,3 +29,28 @@ def test_ns_render_interpolate_on_cpu(mipnerf_run, tmp_path) -> None:
 
     img = np.asarray(Image.open(frames[0]))
     assert img.shape[:2] == (16, 16) and img.std() > 0  # a real rendering of the tiny scene, not a blank frame
+
+
+@pytest.mark.slow
+def test_ns_viewer_opens_a_trained_run(mipnerf_run) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "ns-viewer"
+    cmd = [str(exe), "--load-config", str(mipnerf_run), "--viewer.websocket-port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.monotonic() + 240, None
+        while time.monotonic() < deadline and proc.poll() is None and status != 200:
+            time.sleep(2)
+            with contextlib.suppress(OSError):
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status
+        assert status == 200, f"viewer did not serve: exit code {proc.poll()}"
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    assert "Done loading checkpoint" in out
