@@ -11,7 +11,10 @@ same values with as few full passes and fresh buffers as possible:
   variance would lose significant digits (:func:`moments`);
 * the output buffer first holds ``x * x`` (for the second moments) and is then overwritten with the result;
 * the backward pass recomputes what it needs from the input and the saved per-row/per-column vectors, uses
-  in-place ops on its own buffers, and folds the affine parameters into its reductions.
+  in-place ops on its own buffers, and folds the affine parameters into its reductions;
+* a backward pass with ``create_graph=True`` (double backward, e.g. an eikonal loss on an SDF network)
+  differentiates the layer's reference expression instead (:func:`reference_backward`), so higher derivatives
+  stay exact.
 
 Each Function returns the batch statistics the layer needs for its running estimates as outputs without
 gradients, so the policy code (running statistics, slots, recalibration, eval mode) stays in ``norms.py``.
@@ -20,11 +23,15 @@ gradients, so the policy code (running statistics, slots, recalibration, eval mo
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
+
+Reference = Callable[[Tensor], Tensor]
+"""The layer's plain-autograd train-mode output of its flattened input (no running-statistics update)."""
 
 # One-pass variance ``(sum x^2 - n mean^2)`` loses about log10(sum x^2 / centred sum) digits; beyond this ratio
 # the two-pass sums are used instead (float32: at most ~2 of its ~7 digits; float64: at most 6 of 16).
@@ -60,16 +67,48 @@ def moments(x: Float[Tensor, "n c"], total: Tensor, total_sq: Tensor, dim: int) 
     """Mean and unbiased variance along ``dim`` from the sums ``total`` and ``total_sq`` of ``x`` and ``x*x``.
 
     Falls back to two-pass sums over ``x`` when cancellation in ``total_sq - total * mean`` would cost more than
-    a few significant digits (large mean relative to the spread, or a constant row/column).
+    a few significant digits of the sums' precision (large mean relative to the spread, or a constant
+    row/column). Returned in the dtype of ``x``.
     """
     count = x.shape[dim]
     mean = total / count
     centred = torch.addcmul(total_sq, total, mean, value=-1.0)
-    limit = _ONE_PASS_LIMIT.get(x.dtype, _ONE_PASS_LIMIT_DEFAULT)
+    limit = _ONE_PASS_LIMIT.get(total.dtype, _ONE_PASS_LIMIT_DEFAULT)
     if float(torch.add(total_sq, centred, alpha=-limit).max()) > 0.0:
-        d = x - mean.unsqueeze(dim)
+        d = x - mean.to(x.dtype).unsqueeze(dim)
         centred = (d * d).sum(dim=dim)
-    return mean, centred.clamp_min_(0.0).div_(_denominator(count))
+    var = centred.clamp_min_(0.0).div_(_denominator(count))
+    return mean.to(x.dtype), var.to(x.dtype)
+
+
+def remember_reference(
+    ctx: FunctionCtx, reference: Reference | None, weight: Tensor | None, bias: Tensor | None, num_inputs: int
+) -> None:
+    """Keep what :func:`reference_backward` needs; the input ``x`` must be the first saved tensor."""
+    ctx.reference, ctx.params, ctx.num_inputs = reference, (weight, bias), num_inputs
+
+
+def reference_backward(backward: Callable) -> Callable:
+    """Decorate a fast ``backward``: under ``create_graph=True`` differentiate the reference expression instead.
+
+    The fast backward passes are not themselves differentiable (they use in-place ops and C++ kernels); a double
+    backward re-runs the reference forward on the saved input and returns its gradients with a graph. The
+    Function's first three inputs must be ``x, weight, bias``.
+    """
+
+    @functools.wraps(backward)
+    def wrapper(ctx: FunctionCtx, grad: Tensor, *rest: Tensor | None) -> tuple[Tensor | None, ...]:
+        if not torch.is_grad_enabled():
+            return backward(ctx, grad, *rest)
+        if ctx.reference is None:
+            raise RuntimeError("double backward through a fast norm Function needs its reference expression")
+        candidates = (ctx.saved_tensors[0], *ctx.params)
+        needed = [need and t is not None for t, need in zip(candidates, ctx.needs_input_grad)]
+        wanted = [t for t, need in zip(candidates, needed) if need]
+        grads = iter(torch.autograd.grad(ctx.reference(candidates[0]), wanted, grad, create_graph=True))
+        return (*(next(grads) if need else None for need in needed), *[None] * (ctx.num_inputs - 3))
+
+    return wrapper
 
 
 def _affine_or_identity(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -96,7 +135,12 @@ class CrossNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        reference: Reference | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         n, c = x.shape
         k = n + c
@@ -108,14 +152,15 @@ class CrossNormFunction(torch.autograd.Function):
         _inv_std(row_var, col_var, eps, out=y).mul_(z)
         ctx.save_for_backward(x, z, weight, row_mean, row_var, col_mean, col_var)
         ctx.eps = eps
+        remember_reference(ctx, reference, weight, bias, num_inputs=5)
         ctx.mark_non_differentiable(col_mean, col_var)
         return _affine_or_identity(y, weight, bias), col_mean, col_var
 
     @staticmethod
-    @once_differentiable
+    @reference_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
         x, z, weight, row_mean, row_var, col_mean, col_var = ctx.saved_tensors
         n, c = x.shape
         k = n + c
@@ -137,7 +182,7 @@ class CrossNormFunction(torch.autograd.Function):
         dx.addcmul_(x, u, value=-1.0)
         dx.add_(torch.add(f_row.unsqueeze(1), e_col, out=r))
         grad_bias = colsum(grad) if weight is not None else None
-        return dx, grad_weight, grad_bias, None
+        return dx, grad_weight, grad_bias, None, None
 
 
 def _inv_std(
@@ -163,16 +208,32 @@ class ScaleShiftNormFunction(torch.autograd.Function):
     denominator (``N`` for the biased ``bn`` variance, ``N*C - 1`` for the unbiased ``gn`` one). Forward: one
     fresh buffer, two passes; backward: one buffer, three passes.
 
+    ``kernels`` (optional) provides compiled ``column_sums(x, y)`` and ``scale_add(g, x, p, q, s)`` (see
+    :mod:`norm_nerf.core.fused_cpp`) for contiguous float32 CPU tensors; they replace the ``x * x`` and ``g * x``
+    buffers and fuse the input gradient into one pass.
+
     Returns ``(y, mean, unbiased_var)``: per column for ``bn``, shape ``(1,)`` for ``gn``; no gradient.
     """
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, global_stats: bool
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        global_stats: bool,
+        kernels: object | None = None,
+        reference: Reference | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         n, c = x.shape
-        y = torch.mul(x, x)
-        col_s, col_sq = colsum(x), colsum(y)
+        if kernels is None:
+            y = torch.mul(x, x)
+            col_s, col_sq = colsum(x), colsum(y)
+        else:
+            x = x.contiguous()
+            y = None
+            col_s, col_sq = kernels.column_sums(x, x)
         if global_stats:
             mean, var = moments(x.reshape(-1, 1), col_s.sum().reshape(1), col_sq.sum().reshape(1), dim=0)
             norm_var, count = var, n * c
@@ -182,23 +243,29 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         r = torch.rsqrt(norm_var + eps)
         scale = r * weight if weight is not None else r.expand(c)
         shift = (bias if bias is not None else torch.zeros_like(scale)) - mean * scale
-        torch.addcmul(shift, x, scale, out=y)
+        y = torch.addcmul(shift, x, scale, out=y)
         ctx.save_for_backward(x, weight, mean, r)
         ctx.global_stats, ctx.denominator = global_stats, (count - 1 if global_stats else count)
+        ctx.kernels = kernels
+        remember_reference(ctx, reference, weight, bias, num_inputs=7)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
-    @once_differentiable
+    @reference_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None, None, None]:
         x, weight, mean, r = ctx.saved_tensors
         n, c = x.shape
         grad = grad.contiguous()
         gamma = weight if weight is not None else x.new_ones(c)
-        dx = grad * x
-        g_sum, gx_sum = colsum(grad), colsum(dx)
+        kernels = ctx.kernels
+        if kernels is None:
+            dx = grad * x
+            g_sum, gx_sum = colsum(grad), colsum(dx)
+        else:
+            g_sum, gx_sum = (t.to(x.dtype) for t in kernels.column_sums(grad, x))
         g_xhat = (gx_sum - mean * g_sum) * r  # sum_i g * xhat per column
         h_sum, h_xhat = g_sum * gamma, g_xhat * gamma
         count = n * c if ctx.global_stats else n
@@ -207,30 +274,41 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         # dx = g * (r gamma) + x * a + b, with a = -r^2 h_xhat / D and b = -r mean(h) - mean * a
         a = -(r * r) * h_xhat / max(ctx.denominator, 1)
         b = -r * h_sum / count - mean * a
-        if ctx.global_stats:
-            torch.add(b, x, alpha=float(a), out=dx)
+        if kernels is not None:
+            dx = kernels.scale_add(grad, x, *(v.expand(c).contiguous() for v in (r * gamma, a, b)))
         else:
-            torch.addcmul(b, x, a, out=dx)
-        dx.addcmul_(grad, r * gamma)
+            if ctx.global_stats:
+                torch.add(b, x, alpha=float(a), out=dx)
+            else:
+                torch.addcmul(b, x, a, out=dx)
+            dx.addcmul_(grad, r * gamma)
         has_affine = weight is not None
-        return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None
+        return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None, None, None
 
 
 class RMSNormFunction(torch.autograd.Function):
     """``y = x * rsqrt(mean_j x_ij^2 + eps) * weight + bias``; ``dx = q (h - x q^2 sum_j(h x) / C)``, ``h = g w``."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        reference: Reference | None = None,
+    ) -> Tensor:
         c = x.shape[1]
         y = torch.mul(x, x)
         q = torch.rsqrt(rowsum(y) / c + eps)
         torch.mul(x, q.unsqueeze(1), out=y)
         ctx.save_for_backward(x, weight, q)
+        remember_reference(ctx, reference, weight, bias, num_inputs=5)
         return _affine_or_identity(y, weight, bias)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
+    @reference_backward
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
         x, weight, q = ctx.saved_tensors
         c = x.shape[1]
         grad = grad.contiguous()
@@ -242,4 +320,4 @@ class RMSNormFunction(torch.autograd.Function):
         torch.mul(x, (-(q * q) * hx / c).unsqueeze(1), out=dx)
         dx.addcmul_(grad, gamma).mul_(q.unsqueeze(1))
         grad_bias = colsum(grad) if weight is not None else None
-        return dx, grad_weight, grad_bias, None
+        return dx, grad_weight, grad_bias, None, None

@@ -1,15 +1,20 @@
-"""Optional compiled cross norm for CPUs: a C++/OpenMP kernel built on first use (``impl="compiled"``).
+"""Optional compiled norm kernels for CPUs: C++/OpenMP built on first use (``impl="compiled"``).
 
-The eager fast path (:class:`norm_nerf.core.fused.CrossNormFunction`) still makes about 18 full passes over
-the ``N x C`` activations per forward+backward and allocates five ``N x C`` buffers. This kernel needs two
+Cross norm: the eager fast path (:class:`norm_nerf.core.fused.CrossNormFunction`) still makes about 18 full
+passes over the ``N x C`` activations per forward+backward and allocates five ``N x C`` buffers. This kernel needs two
 passes forward (statistics; output) and two backward (six reductions; input gradient), allocates only the
 output and the input gradient, and saves nothing but per-row and per-column vectors: every entry's ``r`` and
 centred value are recomputed in registers. The forward statistics are accumulated in double precision (one
 pass is then exact enough for float32 data); the backward column sums add float partials of 64 rows in double.
 
-The kernel is JIT-compiled with :func:`torch.utils.cpp_extension.load_inline` (a C++ compiler and ninja are
-needed; about a minute the first time, cached afterwards). When that fails, :func:`cross_norm_kernel` warns once
-and returns None and the layers use the eager fast path. Only contiguous float32 CPU tensors use the kernel.
+Batch and global norm: :class:`norm_nerf.core.fused.ScaleShiftNormFunction` takes two primitives from here,
+``column_sums(x, y)`` (``sum_i x_ij`` and ``sum_i x_ij y_ij`` in double, one read of both) and
+``scale_add(g, x, p, q, s)`` (``g p_j + x q_j + s_j``, the input gradient in one pass), which save the
+``x * x`` and ``g * x`` buffers and two passes of the eager version.
+
+The module is JIT-compiled with :func:`torch.utils.cpp_extension.load_inline` (a C++ compiler and ninja are
+needed; one to two minutes the first time, cached afterwards). When that fails, :func:`norm_kernels` warns once
+and returns None and the layers use the eager fast path. Only float32 CPU tensors use the kernels.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import warnings
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
+
+from norm_nerf.core.fused import Reference, reference_backward, remember_reference
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -53,6 +60,49 @@ struct Partials {
 double denom(int64_t count) { return count > 1 ? double(count - 1) : 1.0; }
 
 }  // namespace
+
+std::vector<torch::Tensor> column_sums(torch::Tensor x, torch::Tensor y) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float *X = x.data_ptr<float>(), *Y = y.data_ptr<float>();
+  Partials<double> part(n, c, 2, 1024);
+  at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      double* __restrict__ s = part.data.data() + k * part.width;
+      double* __restrict__ q = s + c;
+      for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
+        const float *__restrict__ xi = X + i * c, *__restrict__ yi = Y + i * c;
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) {
+          const double v = xi[j];
+          s[j] += v; q[j] += v * yi[j];
+        }
+      }
+    }
+  });
+  const std::vector<double> tot = part.total();
+  auto opts = x.options().dtype(torch::kFloat64);
+  auto s = torch::empty({c}, opts), q = torch::empty({c}, opts);
+  std::copy(tot.begin(), tot.begin() + c, s.data_ptr<double>());
+  std::copy(tot.begin() + c, tot.end(), q.data_ptr<double>());
+  return {s, q};
+}
+
+torch::Tensor scale_add(torch::Tensor g, torch::Tensor x, torch::Tensor p, torch::Tensor q, torch::Tensor s) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float *G = g.data_ptr<float>(), *X = x.data_ptr<float>();
+  const float *P = p.data_ptr<float>(), *Q = q.data_ptr<float>(), *S = s.data_ptr<float>();
+  auto out = torch::empty_like(x);
+  float* O = out.data_ptr<float>();
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float *__restrict__ gi = G + i * c, *__restrict__ xi = X + i * c;
+      float* __restrict__ oi = O + i * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) oi[j] = gi[j] * P[j] + xi[j] * Q[j] + S[j];
+    }
+  });
+  return out;
+}
 
 std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
   const int64_t n = x.size(0), c = x.size(1);
@@ -171,27 +221,29 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
 
 
 @functools.cache
-def cross_norm_kernel() -> object | None:
+def norm_kernels() -> object | None:
     """The compiled extension module, or None (with one warning) when it cannot be built here."""
     try:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="norm_nerf_cross_norm_v4",
+            name="norm_nerf_norm_kernels_v5",
             cpp_sources=_SOURCE,
-            functions=["cross_norm_forward", "cross_norm_backward"],
+            functions=["column_sums", "scale_add", "cross_norm_forward", "cross_norm_backward"],
             extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-math-errno"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
     except Exception as err:  # noqa: BLE001 - any build failure means: use the eager fast path
-        warnings.warn(f"compiled cross norm unavailable ({type(err).__name__}: {err}); using impl='fast'", stacklevel=2)
+        warnings.warn(
+            f"compiled norm kernels unavailable ({type(err).__name__}: {err}); using impl='fast'", stacklevel=2
+        )
         return None
 
 
 def kernel_applies(x: Tensor) -> bool:
-    """Whether the compiled kernel serves ``x`` (contiguous-able float32 on the CPU) and could be built."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and cross_norm_kernel() is not None
+    """Whether the compiled kernels serve ``x`` (float32 on the CPU) and could be built."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and norm_kernels() is not None
 
 
 class CompiledCrossNormFunction(torch.autograd.Function):
@@ -199,25 +251,31 @@ class CompiledCrossNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        reference: Reference | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         c = x.shape[1]
         x = x.contiguous()
         w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
         b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)
-        y, row_mean, row_var, col_mean, col_var = cross_norm_kernel().cross_norm_forward(x, w, b, eps)
+        y, row_mean, row_var, col_mean, col_var = norm_kernels().cross_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var)
         ctx.eps, ctx.affine = eps, weight is not None
+        remember_reference(ctx, reference, weight, bias, num_inputs=5)
         ctx.mark_non_differentiable(col_mean, col_var)
         return y, col_mean, col_var
 
     @staticmethod
-    @once_differentiable
+    @reference_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
         x, w, row_mean, row_var, col_mean, col_var = ctx.saved_tensors
-        dx, dw, db = cross_norm_kernel().cross_norm_backward(
+        dx, dw, db = norm_kernels().cross_norm_backward(
             grad.contiguous(), x, w, row_mean, row_var, col_mean, col_var, ctx.eps
         )
-        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None
+        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None, None

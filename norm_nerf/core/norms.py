@@ -15,10 +15,11 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
 Every layer has two implementations of its train-mode forward, selected with ``impl``: ``"fast"`` (default;
 fused native kernels for ``bn``/``ln`` and the custom autograd Functions of :mod:`norm_nerf.core.fused` for
 ``gn``/``cn``/``rms``) and ``"reference"`` (the plain tensor expressions below, differentiated by autograd).
-``"compiled"`` is ``"fast"`` plus, for ``cn`` on float32 CPU tensors, the C++/OpenMP kernel of
-:mod:`norm_nerf.core.fused_cpp` (built on first use; falls back to ``"fast"`` when it cannot be built).
-All give the same values, gradients and running statistics; eval mode and synchronised (multi-rank)
-statistics always use the reference expressions.
+``"compiled"`` is ``"fast"`` plus, for ``bn``/``gn``/``cn`` on float32 CPU tensors, the C++/OpenMP kernels
+of :mod:`norm_nerf.core.fused_cpp` (built on first use; falls back to ``"fast"`` when they cannot be built).
+All give the same values, gradients and running statistics; eval mode, synchronised (multi-rank) statistics
+and ``torch.func`` transforms (vmap/jacrev, as in the NTK analysis) always use the reference expressions, and a
+double backward (``create_graph=True``) through a fast layer differentiates its reference expression.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 
 from norm_nerf.core.distributed import column_moments, distributed_world_size, mean_var, unbiased_denominator
 from norm_nerf.core.fused import CrossNormFunction, RMSNormFunction, ScaleShiftNormFunction
-from norm_nerf.core.fused_cpp import CompiledCrossNormFunction, kernel_applies
+from norm_nerf.core.fused_cpp import CompiledCrossNormFunction, kernel_applies, norm_kernels
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
@@ -84,9 +85,17 @@ class _AffineNorm(nn.Module):
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
 
+    def _reference_output(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        """Train-mode output of the reference expressions (what the fast kernels compute)."""
+        return self._apply_affine(self._normalize(x))
+
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        x2 = self._flatten(x)
-        return self._apply_affine(self._normalize(x2)).reshape(x.shape)
+        return _AffineNorm._reference_output(self, self._flatten(x)).reshape(x.shape)
+
+
+def _functorch_active() -> bool:
+    """Inside ``torch.func`` transforms (vmap, vjp, jacrev): custom autograd Functions are not supported there."""
+    return torch._C._are_functorch_transforms_active()
 
 
 class LayerNorm(_AffineNorm):
@@ -108,10 +117,10 @@ class RMSNorm(_AffineNorm):
     """``rms``: per point, divide by the root mean square over the channels (no centring)."""
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        if self.impl == "reference":
+        if self.impl == "reference" or _functorch_active():
             return super().forward(x)
         x2 = self._flatten(x)
-        return RMSNormFunction.apply(x2, self.weight, self.bias, self.eps).reshape(x.shape)
+        return RMSNormFunction.apply(x2, self.weight, self.bias, self.eps, self._reference_output).reshape(x.shape)
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + self.eps)
@@ -154,6 +163,7 @@ class RunningStatsNorm(_AffineNorm):
         self.sync = sync
         self.update_under_no_grad = update_under_no_grad
         self.recalibrating = False
+        self._frozen = False  # set while a double backward re-runs the reference expressions
         self._init_values: dict[str, float] = {}
         self.register_buffer("num_batches_tracked", torch.zeros(self.num_slots, dtype=torch.long))
         self._checked_untracked = False  # the first eval pass warns when no training batch was ever seen
@@ -178,7 +188,9 @@ class RunningStatsNorm(_AffineNorm):
 
     def should_update(self) -> bool:
         """Whether the current forward pass updates the running statistics."""
-        return self.training and (torch.is_grad_enabled() or self.update_under_no_grad or self.recalibrating)
+        if self._frozen or not self.training:
+            return False
+        return torch.is_grad_enabled() or self.update_under_no_grad or self.recalibrating
 
     @torch.no_grad()
     def _update(self, **stats: Tensor | float) -> None:
@@ -200,11 +212,34 @@ class RunningStatsNorm(_AffineNorm):
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
 
+    def _reference_output(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        """Reference train-mode output from the batch statistics, leaving the running statistics alone."""
+        frozen, self._frozen = self._frozen, True
+        try:
+            return self._apply_affine(self._train_normalize(x))
+        finally:
+            self._frozen = frozen
+
     def _use_fast_train_path(self, x: Float[Tensor, "n c"]) -> bool:
-        """Fast kernels serve train mode on one rank; eval mode, synced statistics and N = 0 use the reference."""
-        if self.impl != "fast" or not self.training or x.shape[0] == 0:
+        """Fast kernels serve train mode on one rank; eval mode, synced statistics, N = 0 and ``torch.func``
+        transforms use the reference."""
+        if self.impl == "reference" or not self.training or x.shape[0] == 0 or _functorch_active():
             return False
         return not (self.sync and distributed_world_size() > 1)
+
+    def _compiled_kernels(self, x: Float[Tensor, "n c"]) -> object | None:
+        """The C++ kernels when ``impl="compiled"`` and they serve ``x``, else None."""
+        return norm_kernels() if self.impl == "compiled" and kernel_applies(x) else None
+
+    def _scale_shift_forward(self, x: Float[Tensor, "*batch c"], global_stats: bool) -> Float[Tensor, "*batch c"]:
+        """Train-mode bn/gn through :class:`ScaleShiftNormFunction`, updating the running mean/variance."""
+        x2 = self._flatten(x)
+        kernels = self._compiled_kernels(x2)
+        args = (self.weight, self.bias, self.eps, global_stats, kernels, self._reference_output)
+        y, mean, var = ScaleShiftNormFunction.apply(x2, *args)
+        if self.should_update():
+            self._update(running_mean=mean, running_var=var)
+        return y.reshape(x.shape)
 
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
@@ -254,6 +289,8 @@ class BatchNorm(RunningStatsNorm):
             or (not self.training and not self._checked_untracked)
         ):
             return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
+        if self.training and self._compiled_kernels(x2) is not None and not _functorch_active():
+            return self._scale_shift_forward(x, global_stats=False)
         # Fused native kernel; identical statistics and running-update rule (lerp by the same factor).
         update = self.training and self.should_update()
         factor = self._next_factor() if update else 0.0
@@ -290,13 +327,9 @@ class GlobalNorm(RunningStatsNorm):
         self._register_stat("running_var", 1, 1.0)
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        x2 = self._flatten(x)
-        if not self._use_fast_train_path(x2):
+        if not self._use_fast_train_path(self._flatten(x)):
             return super().forward(x)
-        y, mean, var = ScaleShiftNormFunction.apply(x2, self.weight, self.bias, self.eps, True)
-        if self.should_update():
-            self._update(running_mean=mean, running_var=var)
-        return y.reshape(x.shape)
+        return self._scale_shift_forward(x, global_stats=True)
 
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         _, mean, var = column_moments(x.reshape(-1, 1), sync=self.sync)
@@ -336,9 +369,8 @@ class CrossNorm(RunningStatsNorm):
         x2 = self._flatten(x)
         if not self._use_fast_train_path(x2):
             return super().forward(x)
-        compiled = self.impl == "compiled" and kernel_applies(x2)
-        fn = CompiledCrossNormFunction if compiled else CrossNormFunction
-        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps)
+        fn = CrossNormFunction if self._compiled_kernels(x2) is None else CompiledCrossNormFunction
+        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps, self._reference_output)
         if self.should_update():
             self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))
         return y.reshape(x.shape)

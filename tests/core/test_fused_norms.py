@@ -139,10 +139,11 @@ def test_unknown_impl_is_a_clear_error() -> None:
         build_norm("cn", 4, impl="fused")
 
 
-def test_compiled_falls_back_to_fast_off_float32_cpu() -> None:
-    # float64 never uses the C++ kernel (and never builds it): identical to impl="fast".
-    fast, _ = _twins("cn", 5)
-    compiled = build_norm("cn", 5, impl="compiled").double()
+@pytest.mark.parametrize("kind", RUNNING)
+def test_compiled_falls_back_to_fast_off_float32_cpu(kind: str) -> None:
+    # float64 never uses the C++ kernels (and never builds them): identical to impl="fast".
+    fast, _ = _twins(kind, 5)
+    compiled = build_norm(kind, 5, impl="compiled").double()
     compiled.load_state_dict(fast.state_dict())
     x = torch.randn(9, 5, dtype=torch.float64)
     torch.testing.assert_close(compiled.train()(x), fast.train()(x), rtol=1e-12, atol=1e-12)
@@ -153,19 +154,55 @@ def test_compiled_falls_back_to_fast_off_float32_cpu() -> None:
     reason="builds a C++ extension (a minute or two); set NORM_NERF_TEST_COMPILED=1",
 )
 @pytest.mark.parametrize("shape", [(1, 4), (5, 1), (2, 3), (300, 17), (1024, 64)])
-def test_compiled_cross_norm_matches_float64_reference(shape: tuple[int, int]) -> None:
-    from norm_nerf.core.fused_cpp import cross_norm_kernel
+@pytest.mark.parametrize("kind", RUNNING)
+def test_compiled_kernels_match_float64_reference(kind: str, shape: tuple[int, int]) -> None:
+    from norm_nerf.core.fused_cpp import norm_kernels
 
-    assert cross_norm_kernel() is not None
+    assert norm_kernels() is not None
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(*shape, generator=gen, dtype=torch.float64) * 3 + 1
     grad = torch.randn(*shape, generator=gen, dtype=torch.float64)
-    _, ref = _twins("cn", shape[1], momentum=0.5)
-    compiled = build_norm("cn", shape[1], impl="compiled", momentum=0.5)
+    _, ref = _twins(kind, shape[1], momentum=0.5)
+    compiled = build_norm(kind, shape[1], impl="compiled", momentum=0.5)
     compiled.load_state_dict(ref.state_dict())
     got = _values_and_grads(compiled.train(), x.float(), grad.float())
     want = _values_and_grads(ref.train(), x, grad)
     for g, w in zip(got, want):
-        torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-4 * float(w.detach().abs().max()))
+        torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-4 * max(1.0, float(w.detach().abs().max())))
     for (name, g), (_, w) in zip(compiled.named_buffers(), ref.named_buffers()):
         torch.testing.assert_close(g.to(w.dtype), w, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["gn", "cn", "rms"])
+def test_double_backward_uses_the_reference_and_keeps_statistics(kind: str) -> None:
+    # An eikonal-style loss: the gradient of the output w.r.t. the input, differentiated again.
+    fast, ref = _twins(kind, 4)
+    x = torch.randn(12, 4, dtype=torch.float64)
+    results = []
+    for norm in (fast.train(), ref.train()):
+        xi = x.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad((norm(xi) ** 3).sum(), xi, create_graph=True)
+        results.append(torch.autograd.grad((gx**2).sum(), [xi, norm.weight]))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    for (name, got), (_, want) in zip(fast.named_buffers(), ref.named_buffers()):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=name)  # one update each, not two
+
+
+def test_gradgradcheck_through_fast_cross_norm() -> None:
+    norm = build_norm("cn", 3, impl="fast").double().train()
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(norm, (x,))
+
+
+@pytest.mark.parametrize("kind", ["ln", "rms"])  # bn/gn/cn: tests/analysis (NTK) runs them under torch.func
+def test_torch_func_transforms_use_the_reference(kind: str) -> None:
+    from torch.func import functional_call, jacrev
+
+    fast, ref = _twins(kind, 3)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    params = {k: v.detach() for k, v in fast.named_parameters()}
+    jac = jacrev(lambda p: functional_call(fast.train(), p, (x,)))(params)
+    want = jacrev(lambda p: functional_call(ref.train(), p, (x,)))(params)
+    for name in params:
+        torch.testing.assert_close(jac[name], want[name], rtol=1e-9, atol=1e-9)
