@@ -95,7 +95,8 @@ class _AffineNorm(nn.Module):
 
 def _functorch_active() -> bool:
     """Inside ``torch.func`` transforms (vmap, vjp, jacrev): custom autograd Functions are not supported there."""
-    return torch._C._are_functorch_transforms_active()
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 class LayerNorm(_AffineNorm):
