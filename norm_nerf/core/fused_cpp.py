@@ -20,7 +20,10 @@ and returns None and the layers use the eager fast path. Only float32 CPU tensor
 from __future__ import annotations
 
 import functools
+import hashlib
+import platform
 import warnings
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -220,6 +223,16 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
 """
 
 
+def _cpu_tag() -> str:
+    """A short hash of the CPU's feature flags: the build uses ``-march=native``, so the cached library must
+    not be reused on a different CPU (torch's extension cache is keyed by name and source only)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor() or platform.machine()
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
 @functools.cache
 def norm_kernels() -> object | None:
     """The compiled extension module, or None (with one warning) when it cannot be built here."""
@@ -227,7 +240,7 @@ def norm_kernels() -> object | None:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="norm_nerf_norm_kernels_v5",
+            name=f"norm_nerf_norm_kernels_v5_{_cpu_tag()}",
             cpp_sources=_SOURCE,
             functions=["column_sums", "scale_add", "cross_norm_forward", "cross_norm_backward"],
             extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-math-errno"],
