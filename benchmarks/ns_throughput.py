@@ -43,7 +43,7 @@ def _plot(results: dict, path: Path) -> None:
 
     methods = list(results)
     norms = sorted({n for r in results.values() for n in r}, key=lambda n: (n != "none", n))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     width = 0.8 / len(norms)
     for k, norm in enumerate(norms):
         xs = [i + k * width for i in range(len(methods))]
@@ -60,7 +60,7 @@ def _plot(results: dict, path: Path) -> None:
 
 
 def main() -> None:
-    from norm_nerf.ns.compare import train_and_score
+    from norm_nerf.ns.compare import chamfer_of_run, train_and_score
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["norm-mipnerf", "norm-nerf", "norm-neus"])
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--rays", type=int, default=256)
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--mesh-resolution", type=int, default=128, help="marching-cubes grid for surface methods")
     parser.add_argument("--size", type=int, default=40, help="image width of the generated scenes")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_ns"), help="scenes, runs and renders")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_throughput.json"))
@@ -85,6 +86,9 @@ def main() -> None:
             r = train_and_score(method, norm, scene, out, args.steps, args.rays, args.samples, args.width)
             results[method][norm] = {k: r[k] for k in ("psnr", "ssim", "lpips", "train_rays_per_second",
                                                           "step_seconds_median", "train_seconds")}  # fmt: skip
+            if method in SURFACE_METHODS:  # the generated scan's ground truth: scan 1 under scene_dtu/gt
+                chamfer = chamfer_of_run(r["config"], scene, scene / "gt", 1, out, args.mesh_resolution)
+                results[method][norm]["chamfer_mm"] = chamfer["overall"]
         base = results[method]["none"]["train_rays_per_second"]
         for r in results[method].values():
             r["rays_per_second_ratio"] = r["train_rays_per_second"] / base

@@ -125,9 +125,13 @@ def surface_points(
 
 
 def nearest_distances(
-    query: Float[np.ndarray, "n 3"], reference: Float[np.ndarray, "m 3"], tree=None
+    query: Float[np.ndarray, "n 3"], reference: Float[np.ndarray, "m 3"], tree=None, max_dist: float = math.inf
 ) -> Float[np.ndarray, "n"]:  # noqa: F821
-    """Distance from each query point to its nearest reference point (KD-tree, all cores)."""
+    """Distance from each query point to its nearest reference point (KD-tree, all cores).
+
+    Distances of ``max_dist`` or more come back as ``inf``: the search stops there, which keeps far-off points
+    (a poor early reconstruction) from exploring the whole tree.
+    """
     from scipy.spatial import cKDTree
 
     query = _check_points("nearest_distances", query)
@@ -138,7 +142,7 @@ def nearest_distances(
         if len(reference) == 0:
             raise ValueError("nearest_distances: the reference point set is empty")
         tree = cKDTree(reference)
-    dist, _ = tree.query(query, k=1, workers=-1)
+    dist, _ = tree.query(query, k=1, workers=-1, distance_upper_bound=max_dist)
     return dist
 
 
@@ -179,8 +183,8 @@ def chamfer(data: Float[np.ndarray, "n 3"], gt: Float[np.ndarray, "m 3"], max_di
     data, gt = _check_points("chamfer data", data), _check_points("chamfer gt", gt)
     if len(data) == 0 or len(gt) == 0:
         raise ValueError(f"chamfer needs two non-empty point sets, got {len(data)} and {len(gt)} points")
-    d2s = nearest_distances(data, gt)
-    s2d = nearest_distances(gt, data)
+    d2s = nearest_distances(data, gt, max_dist=max_dist)
+    s2d = nearest_distances(gt, data, max_dist=max_dist)
     acc, n_acc = capped_mean(d2s, max_dist)
     comp, n_comp = capped_mean(s2d, max_dist)
     counts = {"data": len(data), "gt": len(gt), "d2s_used": n_acc, "s2d_used": n_comp}

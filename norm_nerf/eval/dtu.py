@@ -215,9 +215,9 @@ def dtu_chamfer(
         raise ValueError("no reconstruction points inside the evaluation box: wrong coordinates (--mesh-in-world)?")
     in_obs = in_box.copy()
     in_obs[in_box] = gt.obs.contains(data[in_box])
-    d2s = nearest_distances(data[in_obs], gt.stl)
+    d2s = nearest_distances(data[in_obs], gt.stl, max_dist=max_dist)  # inf beyond max_dist: left out anyway
     above = np.concatenate([gt.stl, np.ones((len(gt.stl), 1))], axis=1) @ gt.plane > 0
-    s2d = nearest_distances(gt.stl[above], data[in_box])
+    s2d = nearest_distances(gt.stl[above], data[in_box], max_dist=max_dist)
     acc, n_acc = capped_mean(d2s, max_dist)
     comp, n_comp = capped_mean(s2d, max_dist)
     counts = {

@@ -54,3 +54,17 @@ def train_and_score(
         train_rays_per_second=rays / median,
     )
     return result
+
+
+def chamfer_of_run(config_yml: Path, scan_dir: Path, gt_dir: Path, scan: int, out: Path, resolution: int = 128) -> dict:
+    """Mesh a trained surface run (``norm-extract-mesh``, world coordinates) and score it with the DTU protocol
+    (``norm-eval-dtu``) against ``gt_dir``; returns the evaluation's metrics (chamfer in mm)."""
+    from norm_nerf.scripts.eval_dtu import EvalDTUConfig
+    from norm_nerf.scripts.eval_dtu import run as eval_dtu
+    from norm_nerf.scripts.extract_mesh import ExtractMeshConfig
+    from norm_nerf.scripts.extract_mesh import run as extract_mesh
+
+    mesh = extract_mesh(ExtractMeshConfig(load_config=Path(config_yml), out=out / "mesh.ply", resolution=resolution,
+                                          overwrite=True))  # fmt: skip
+    return eval_dtu(EvalDTUConfig(mesh=mesh, out=out / "chamfer", scan_dir=scan_dir, gt_dir=gt_dir, scan=scan,
+                                  mesh_in_world=True, overwrite=True))  # fmt: skip

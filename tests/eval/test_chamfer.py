@@ -118,3 +118,13 @@ def test_surface_points_are_deterministic_and_seeded() -> None:
     np.testing.assert_array_equal(a, surface_points(sphere.vertices, sphere.faces, 0.3, seed=0))
     b = surface_points(sphere.vertices, sphere.faces, 0.3, seed=1)
     assert len(a) != len(b) or not np.array_equal(a, b)
+
+
+def test_nearest_distances_stop_at_max_dist() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(size=(500, 3))
+    query = np.concatenate([rng.uniform(size=(50, 3)), rng.uniform(size=(50, 3)) + 10.0])
+    exact = nearest_distances(query, ref)
+    bounded = nearest_distances(query, ref, max_dist=2.0)
+    np.testing.assert_array_equal(bounded[exact < 2.0], exact[exact < 2.0])
+    assert np.isinf(bounded[exact >= 2.0]).all() and (exact >= 2.0).sum() == 50
