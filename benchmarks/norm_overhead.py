@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from norm_nerf.core.cpu_memory import retain_freed_memory
 from norm_nerf.core.fused_cpp import norm_kernels
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import NORM_KINDS
@@ -140,8 +141,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cuda-repeats", type=int, default=20)
     parser.add_argument("--no-compiled", action="store_true", help="skip the compiled (C++) kernels")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator alone (default: retain freed memory, as our CLIs)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/norm_overhead.json"))
     args = parser.parse_args()
+    retained = False if args.default_allocator else retain_freed_memory()
     compiled = not args.no_compiled and norm_kernels() is not None  # builds it now, outside the timings
     devices = [(torch.device("cpu"), args.repeats)]
     if torch.cuda.is_available():
@@ -160,6 +164,7 @@ def main() -> None:
             "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+            "retain_freed_memory": retained,
         },
         "note": (
             "median of interleaved repeats of one fwd+bwd step; ratios to 'none' within one run are what to "

@@ -4,7 +4,8 @@ For every task the full training step (network forward + loss + backward + Adam)
 "data" part alone: the task's loss (forward model such as the Radon transform or the FFT, plus its
 backward) applied to a fixed prediction. The ratio data/step says whether the network dominates.
 
-    .venv/bin/python benchmarks/task_speed.py [--repeats 5] [--out benchmarks/results/task_speed.json]
+    .venv/bin/python benchmarks/task_speed.py [--methods relu pe+cn] [--tasks image ct mri shape] [--repeats 5]
+        [--out benchmarks/results/task_speed.json]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from norm_nerf.core import build_network
+from norm_nerf.core.cpu_memory import retain_freed_memory
 
 
 def _signals() -> dict[str, tuple[object, int, int, int, int]]:
@@ -81,9 +83,11 @@ def _time_task(signal, in_dim: int, out_dim: int, depth: int, width: int, method
     }
 
 
-def bench(method: str, repeats: int) -> dict[str, dict[str, float]]:
+def bench(method: str, repeats: int, tasks: tuple[str, ...]) -> dict[str, dict[str, float]]:
     results = {}
     for name, (signal, in_dim, out_dim, depth, width) in _signals().items():
+        if name.split()[0] not in tasks:
+            continue
         r = _time_task(signal, in_dim, out_dim, depth, width, method, repeats)
         results[name] = r
         print(f"{name:26s} {method:8s} {r['steps_per_second']:8.2f} steps/s   data {100 * r['data_fraction']:5.1f}%")
@@ -93,9 +97,11 @@ def bench(method: str, repeats: int) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["relu", "pe+cn"])
+    parser.add_argument("--tasks", nargs="+", default=["image", "ct", "mri", "shape"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/task_speed.json"))
     args = parser.parse_args()
+    retain_freed_memory()  # as the norm-inr CLI does
     report = {
         "machine": {
             "cpu_threads": torch.get_num_threads(),
@@ -103,7 +109,7 @@ def main() -> None:
             "torch": torch.__version__,
         },
         "note": "median of repeats; ratios within one run are what to compare (shared, noisy machines)",
-        "results": {m: bench(m, args.repeats) for m in args.methods},
+        "results": {m: bench(m, args.repeats, tuple(args.tasks)) for m in args.methods},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
