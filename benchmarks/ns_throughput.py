@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["norm-mipnerf", "norm-nerf", "norm-neus"])
     parser.add_argument("--norms", nargs="+", default=["none", "cn"])
+    parser.add_argument("--impl", default="fast", choices=["fast", "reference", "compiled"], help="norm implementation")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rays", type=int, default=256)
     parser.add_argument("--samples", type=int, default=32)
@@ -83,7 +84,8 @@ def main() -> None:
         results[method] = {}
         for norm in args.norms:
             out = args.work / f"{method}-{norm}"
-            r = train_and_score(method, norm, scene, out, args.steps, args.rays, args.samples, args.width)
+            r = train_and_score(method, norm, scene, out, args.steps, args.rays, args.samples, args.width,
+                                model_options={"norm_impl": args.impl})  # fmt: skip
             results[method][norm] = {k: r[k] for k in ("psnr", "ssim", "lpips", "train_rays_per_second",
                                                           "step_seconds_median", "train_seconds")}  # fmt: skip
             if method in SURFACE_METHODS:  # the generated scan's ground truth: scan 1 under scene_dtu/gt

@@ -21,6 +21,7 @@ def train_and_score(
     samples: int,
     width: int,
     dataparser_options: dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``method`` with ``norm`` (``none`` = the base method) and return its test-view metrics and speed.
 
@@ -36,6 +37,8 @@ def train_and_score(
     config.pipeline.model.norm = norm
     for key, value in (dataparser_options or {}).items():
         setattr(config.pipeline.datamanager.dataparser, key, value)
+    for key, value in (model_options or {}).items():
+        setattr(config.pipeline.model, key, value)
     config.experiment_name = name
     step_seconds: list[float] = []
     start = time.perf_counter()

@@ -26,6 +26,8 @@ class FieldNormConfig:
     """Momentum of the running statistics of bn/gn/cn (None = cumulative average)."""
     num_slots: int = 1
     """Independent running-statistics sets (Mip-NeRF uses 2: coarse and fine samples)."""
+    impl: Literal["fast", "reference", "compiled"] = "fast"
+    """Train-mode implementation of the norms (norm_nerf.core.norms: fast, reference, or compiled C++ kernels)."""
 
     def norm_for(self, part: Literal["base", "head"]) -> str:
         """The norm used by the ``base`` or ``head`` MLP."""
@@ -33,7 +35,7 @@ class FieldNormConfig:
         return kind if self.norm_layers in ("both", part) else "none"
 
     def norm_opts(self) -> dict:
-        return {"momentum": self.momentum, "num_slots": self.num_slots}
+        return {"momentum": self.momentum, "num_slots": self.num_slots, "impl": self.impl}
 
 
 class _NsMLP(NormMLP):

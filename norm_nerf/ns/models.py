@@ -27,6 +27,8 @@ class NormNeRFModelConfig(VanillaModelConfig):
     """Which field MLPs are normalized: both, base (density trunk) or head (colour MLP)."""
     norm_momentum: float = 0.1
     """Momentum of the running statistics of bn/gn/cn."""
+    norm_impl: Literal["fast", "reference", "compiled"] = "fast"
+    """Norm implementation: fast (default), reference (plain autograd) or compiled (C++ kernels, built once)."""
     recalibration_batches: int = 4
     """Training ray batches used to recalibrate running statistics before each evaluation/checkpoint (0 = off)."""
     base_mlp_num_layers: int = 8
@@ -43,7 +45,7 @@ class NormNeRFModelConfig(VanillaModelConfig):
     """Octaves of the position encoding (Mip-NeRF uses 16 with its integrated encoding)."""
 
     def field_norm(self, num_slots: int = 1) -> FieldNormConfig:
-        return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots)
+        return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots, self.norm_impl)
 
 
 @dataclass

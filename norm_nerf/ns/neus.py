@@ -30,6 +30,8 @@ class NormSurfaceOptions:
     """Which networks are normalized: both, base (SDF network) or head (colour network)."""
     norm_momentum: float = 0.1
     """Momentum of the running statistics of bn/gn/cn."""
+    norm_impl: Literal["fast", "reference", "compiled"] = "fast"
+    """Colour-network norm implementation (the SDF network's norms are always reference: the eikonal loss)."""
     recalibration_batches: int = 4
     """Training ray batches used to recalibrate running statistics before each evaluation/checkpoint (0 = off)."""
     cos_anneal_end: int = 50000
@@ -39,7 +41,7 @@ class NormSurfaceOptions:
 
     def field_norm(self) -> FieldNormConfig:
         """The model's norm options as the field's :class:`FieldNormConfig`."""
-        return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots=1)
+        return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots=1, impl=self.norm_impl)
 
 
 @dataclass
