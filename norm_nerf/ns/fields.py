@@ -38,6 +38,26 @@ class FieldNormConfig:
         return {"momentum": self.momentum, "num_slots": self.num_slots, "impl": self.impl}
 
 
+@dataclass
+class NormModelOptions:
+    """The norm options every norm-* model config has (a base listed first, so its fields win)."""
+
+    norm: Literal["none", "bn", "ln", "gn", "cn", "rms"] = "cn"
+    """Normalization after every hidden Linear of the field networks; none = the base method."""
+    norm_layers: NormLayers = "both"
+    """Which field networks are normalized: both, base (density trunk / SDF network) or head (colour network)."""
+    norm_momentum: float = 0.1
+    """Momentum of the running statistics of bn/gn/cn."""
+    norm_impl: Literal["fast", "reference", "compiled"] = "fast"
+    """Norm implementation: fast (default), reference (plain autograd) or compiled (C++ kernels, built once)."""
+    recalibration_batches: int = 4
+    """Training ray batches used to recalibrate running statistics before each evaluation/checkpoint (0 = off)."""
+
+    def field_norm(self, num_slots: int = 1) -> FieldNormConfig:
+        """The model's norm options as the field's :class:`FieldNormConfig`."""
+        return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots, self.norm_impl)
+
+
 class _NsMLP(NormMLP):
     """``NormMLP`` with the ``get_out_dim`` method nerfstudio's fields call."""
 

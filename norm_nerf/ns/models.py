@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.field_components.encodings import NeRFEncoding
@@ -11,26 +10,16 @@ from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 
 from norm_nerf.core.norms import set_stat_slot
-from norm_nerf.ns.fields import FieldNormConfig, NormNeRFField
+from norm_nerf.ns.fields import NormModelOptions, NormNeRFField
 from norm_nerf.ns.lpips import no_lpips_download
 from norm_nerf.ns.statistics import SlotAfterCall, recalibration_callback
 
 
 @dataclass
-class NormNeRFModelConfig(VanillaModelConfig):
+class NormNeRFModelConfig(NormModelOptions, VanillaModelConfig):
     """Vanilla NeRF (coarse + fine fields) with normalized MLPs."""
 
     _target: type = field(default_factory=lambda: NormNeRFModel)
-    norm: Literal["none", "bn", "ln", "gn", "cn", "rms"] = "cn"
-    """Normalization after every hidden Linear of the field MLPs; none = the base method."""
-    norm_layers: Literal["both", "base", "head"] = "both"
-    """Which field MLPs are normalized: both, base (density trunk) or head (colour MLP)."""
-    norm_momentum: float = 0.1
-    """Momentum of the running statistics of bn/gn/cn."""
-    norm_impl: Literal["fast", "reference", "compiled"] = "fast"
-    """Norm implementation: fast (default), reference (plain autograd) or compiled (C++ kernels, built once)."""
-    recalibration_batches: int = 4
-    """Training ray batches used to recalibrate running statistics before each evaluation/checkpoint (0 = off)."""
     base_mlp_num_layers: int = 8
     """Hidden layers of the density trunk."""
     base_mlp_layer_width: int = 256
@@ -43,9 +32,6 @@ class NormNeRFModelConfig(VanillaModelConfig):
     """Trunk layers that also receive the encoded position."""
     position_frequencies: int = 10
     """Octaves of the position encoding (Mip-NeRF uses 16 with its integrated encoding)."""
-
-    def field_norm(self, num_slots: int = 1) -> FieldNormConfig:
-        return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots, self.norm_impl)
 
 
 @dataclass

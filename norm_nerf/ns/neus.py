@@ -14,34 +14,20 @@ from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
 from nerfstudio.models.neus_facto import NeuSFactoModel, NeuSFactoModelConfig
 
-from norm_nerf.ns.fields import FieldNormConfig
+from norm_nerf.ns.fields import NormModelOptions
 from norm_nerf.ns.lpips import no_lpips_download
 from norm_nerf.ns.sdf_field import NormSDFFieldConfig
 from norm_nerf.ns.statistics import recalibration_callback
 
 
 @dataclass
-class NormSurfaceOptions:
+class NormSurfaceOptions(NormModelOptions):
     """Options shared by the normalized surface models (listed first in their bases, so they win)."""
 
-    norm: Literal["none", "bn", "ln", "gn", "cn", "rms"] = "cn"
-    """Normalization after every hidden Linear of the SDF and colour networks; none = the base method."""
-    norm_layers: Literal["both", "base", "head"] = "both"
-    """Which networks are normalized: both, base (SDF network) or head (colour network)."""
-    norm_momentum: float = 0.1
-    """Momentum of the running statistics of bn/gn/cn."""
-    norm_impl: Literal["fast", "reference", "compiled"] = "fast"
-    """Colour-network norm implementation (the SDF network's norms are always reference: the eikonal loss)."""
-    recalibration_batches: int = 4
-    """Training ray batches used to recalibrate running statistics before each evaluation/checkpoint (0 = off)."""
     cos_anneal_end: int = 50000
     """Steps over which NeuS's cosine annealing ratio goes from 0 to 1 (0 = no annealing)."""
     sdf_field: NormSDFFieldConfig = field(default_factory=NormSDFFieldConfig)
     """The SDF field (architecture and geometric initialisation)."""
-
-    def field_norm(self) -> FieldNormConfig:
-        """The model's norm options as the field's :class:`FieldNormConfig`."""
-        return FieldNormConfig(self.norm, self.norm_layers, self.norm_momentum, num_slots=1, impl=self.norm_impl)
 
 
 @dataclass
