@@ -13,15 +13,14 @@ compare ratios, not absolute times, across runs. A CUDA section runs the same wh
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _report import machine_info, write_report
 
 from norm_nerf.core.cpu_memory import retain_freed_memory
 from norm_nerf.core.fused_cpp import norm_kernels
@@ -158,14 +157,11 @@ def main() -> None:
             results.setdefault(device.type, {})[net] = res
             _print_table(f"{device.type} {net}", res)
     report = {
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
-            "retain_freed_memory": retained,
-        },
+        "machine": machine_info(
+            cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            malloc_env={k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+            retain_freed_memory=retained,
+        ),
         "note": (
             "median of interleaved repeats of one fwd+bwd step; ratios to 'none' within one run are what to "
             "compare (shared, noisy machines). Targets (8x256, CPU): bn/ln/rms <= 1.15, gn/cn <= 1.25."
@@ -175,10 +171,7 @@ def main() -> None:
         "targets_8x256_cpu": TARGETS,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    plot(report, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_report(report, args.out, lambda path: plot(report, path))
 
 
 if __name__ == "__main__":

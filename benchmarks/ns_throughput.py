@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
-import torch
+from _report import machine_info, write_report
 
 SURFACE_METHODS = ("norm-neus", "norm-neus-facto")
 
@@ -96,19 +95,12 @@ def main() -> None:
             r["rays_per_second_ratio"] = r["train_rays_per_second"] / base
         print(method, json.dumps(results[method], indent=1))
     report = {
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "machine": machine_info(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "note": "same scene, steps and config per method; speed = median iteration time, ratios within one run",
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    _plot(results, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_report(report, args.out, lambda path: _plot(results, path))
 
 
 if __name__ == "__main__":

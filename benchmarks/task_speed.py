@@ -11,13 +11,12 @@ backward) applied to a fixed prediction. The ratio data/step says whether the ne
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _report import machine_info, write_report
 
 from norm_nerf.core import build_network
 from norm_nerf.core.cpu_memory import retain_freed_memory
@@ -103,17 +102,11 @@ def main() -> None:
     args = parser.parse_args()
     retain_freed_memory()  # as the norm-inr CLI does
     report = {
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "machine": machine_info(),
         "note": "median of repeats; ratios within one run are what to compare (shared, noisy machines)",
         "results": {m: bench(m, args.repeats, tuple(args.tasks)) for m in args.methods},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
