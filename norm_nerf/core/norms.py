@@ -12,7 +12,7 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
 * :func:`norm_nerf.core.recalibrate` re-estimates them from data (precise BN);
 * with ``torch.distributed`` initialised, batch statistics are all-reduced across ranks.
 
-Every layer has two implementations of its train-mode forward, selected with ``impl``: ``"fast"`` (default;
+Every layer's train-mode forward is selected with ``impl``: ``"fast"`` (default;
 fused native kernels for ``bn``/``ln`` and the custom autograd Functions of :mod:`norm_nerf.core.fused` for
 ``gn``/``cn``/``rms``) and ``"reference"`` (the plain tensor expressions below, differentiated by autograd).
 ``"compiled"`` is ``"fast"`` plus, for ``bn``/``gn``/``cn`` on float32 CPU tensors, the C++/OpenMP kernels
@@ -139,7 +139,7 @@ class RunningStatsNorm(_AffineNorm):
         num_slots: independent sets of running statistics, chosen with :func:`stat_slot` (e.g. one per
             render pass when a network sees differently distributed inputs, like Mip-NeRF's coarse and fine
             samples).
-        impl: ``"fast"`` or ``"reference"`` train-mode forward (see the module docstring).
+        impl: ``"fast"``, ``"reference"`` or ``"compiled"`` train-mode forward (see the module docstring).
     """
 
     def __init__(
@@ -164,7 +164,7 @@ class RunningStatsNorm(_AffineNorm):
         self.sync = sync
         self.update_under_no_grad = update_under_no_grad
         self.recalibrating = False
-        self._frozen = False  # set while a double backward re-runs the reference expressions
+        self._frozen = False  # no running-statistics updates (frozen_statistics; a double backward's re-run)
         self._init_values: dict[str, float] = {}
         self.register_buffer("num_batches_tracked", torch.zeros(self.num_slots, dtype=torch.long))
         self._checked_untracked = False  # the first eval pass warns when no training batch was ever seen
@@ -454,3 +454,22 @@ def stat_slot(module: nn.Module, slot: int) -> Iterator[None]:
     finally:
         for m, prev in zip(norms, previous):
             m.slot = prev
+
+
+@contextmanager
+def frozen_statistics(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside the block, no bn/gn/cn layer of ``module`` updates its running statistics (when ``enabled``).
+
+    Train-mode passes still normalize with their batch statistics. For queries that are not training passes but
+    run with gradients enabled (e.g. SDF normals computed by autograd inside a ``torch.no_grad()`` render, or a
+    sampler's queries during recalibration).
+    """
+    norms = running_stat_norms(module) if enabled else []
+    previous = [m._frozen for m in norms]
+    for m in norms:
+        m._frozen = True
+    try:
+        yield
+    finally:
+        for m, prev in zip(norms, previous):
+            m._frozen = prev

@@ -6,7 +6,8 @@ k < 6, plus x), an 8 x 256 softplus(beta = 100) SDF network with a skip connecti
 the SDF and a 256-d geometry feature, a 4 x 256 ReLU colour network on (x, view direction, SDF gradient,
 feature) with a sigmoid output, and NeuS's learnable inverse deviation ``s``. Normals are the autograd
 gradient of the SDF, also in eval mode; the eikonal loss differentiates the SDF network twice, so its norms use
-the core's plain-autograd (``impl="reference"``) train-mode path. With ``use_grid_feature`` (neus-facto) a
+the core's plain-autograd (``impl="reference"``) train-mode path (the fast layers would differentiate that same
+expression in their double backward). With ``use_grid_feature`` (neus-facto) a
 multiresolution hash grid (core ``HashGridEncoding``: plain torch, tinycudann when installed) adds features of x.
 
 Geometric initialisation (the surface starts as a sphere of radius r) and normalization:
@@ -28,8 +29,6 @@ Geometric initialisation (the surface starts as a sphere of radius r) and normal
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,7 +45,7 @@ from torch import Tensor, nn
 from norm_nerf.core.encodings import FourierEncoding
 from norm_nerf.core.hashgrid import HashGridEncoding
 from norm_nerf.core.mlp import NormMLP
-from norm_nerf.core.norms import running_stat_norms
+from norm_nerf.core.norms import frozen_statistics, running_stat_norms
 from norm_nerf.ns.fields import FieldNormConfig
 
 GeometricInit = Literal["auto", "neus", "sphere"]
@@ -156,24 +155,6 @@ def apply_weight_norm(mlp: NormMLP) -> None:
         nn.utils.parametrizations.weight_norm(layer)
 
 
-@contextmanager
-def statistics_frozen(module: nn.Module, frozen: bool = True) -> Iterator[None]:
-    """Running statistics of ``module``'s bn/gn/cn layers are restored on exit (when ``frozen``).
-
-    Normal forward passes still normalize with batch statistics in train mode; only the running estimates
-    are kept. Used for passes that must compute gradients w.r.t. positions (normals) but are not training
-    passes, e.g. a whole-model query under ``torch.no_grad()``, or a sampler query during recalibration.
-    """
-    norms = [m for m in running_stat_norms(module) if m.training] if frozen else []
-    saved = [[b.clone() for b in m.buffers(recurse=False)] for m in norms]
-    try:
-        yield
-    finally:
-        for m, buffers in zip(norms, saved):
-            for buf, old in zip(m.buffers(recurse=False), buffers):
-                buf.copy_(old)
-
-
 def neus_alpha(
     sdf: Float[Tensor, "*batch 1"],
     gradients: Float[Tensor, "*batch 3"],
@@ -261,7 +242,8 @@ class NormSDFField(Field):
             norm=sdf_norm,
             activation="softplus",
             skips=tuple(s for s in config.skip_connections if 0 < s < config.num_layers),
-            # the eikonal loss differentiates the SDF twice: the fast norm kernels are once-differentiable
+            # the eikonal loss differentiates the SDF twice; a fast layer's double backward differentiates its
+            # reference expression anyway (same gradients, measured no faster), so the SDF network runs the reference
             norm_opts={**norm.norm_opts(), "impl": "reference"} if sdf_norm != "none" else None,
             softplus_beta=config.softplus_beta,
         )
@@ -304,7 +286,7 @@ class NormSDFField(Field):
 
     def sdf(self, x: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 1"]:
         """The SDF at ``x``, as a query: running statistics are never updated (mesh export, samplers)."""
-        with statistics_frozen(self, self._updates_statistics()):
+        with frozen_statistics(self):
             return self.geometry(x)[0]
 
     def get_sdf(self, ray_samples: RaySamples) -> Float[Tensor, "*batch 1"]:
@@ -321,7 +303,7 @@ class NormSDFField(Field):
         running statistics are not updated, even in train mode.
         """
         training_pass = torch.is_grad_enabled()
-        with statistics_frozen(self, not self._updates_statistics()), torch.enable_grad():
+        with frozen_statistics(self, enabled=not self._updates_statistics()), torch.enable_grad():
             if not x.requires_grad:
                 x = x.detach().requires_grad_(True)
             sdf, feature = self.geometry(x)

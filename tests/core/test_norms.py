@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -219,3 +221,27 @@ def test_bad_options() -> None:
         build_norm("cn", 4, mommentum=0.1)
     with pytest.raises(ValueError, match="num_features"):
         build_norm("cn", 0)
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+@pytest.mark.parametrize("kind", ["bn", "gn", "cn"])
+def test_frozen_statistics_blocks_updates_of_training_passes(kind: str, impl: str) -> None:
+    from norm_nerf.core.norms import frozen_statistics
+
+    net = torch.nn.Sequential(build_norm(kind, 4, impl=impl), build_norm(kind, 4, impl=impl)).train()
+    x = torch.randn(16, 4, requires_grad=True)
+    expected = copy.deepcopy(net)(x)  # batch statistics, as in any train-mode pass
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with frozen_statistics(net):
+        y = net(x)  # a train-mode pass with gradients: normally an update
+        with frozen_statistics(net):
+            net(x)
+        net(x)  # still frozen after the nested block ends
+    y.sum().backward()
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in before.items())
+    torch.testing.assert_close(y, expected)
+    net(x)
+    assert not torch.equal(net.state_dict()["0.running_mean"], before["0.running_mean"])
+    with frozen_statistics(net, enabled=False):
+        net(x)
+    assert int(net.state_dict()["0.num_batches_tracked"][0]) == 2
