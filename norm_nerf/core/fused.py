@@ -30,6 +30,8 @@ from jaxtyping import Float
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from norm_nerf.core.distributed import unbiased_denominator
+
 Reference = Callable[[Tensor], Tensor]
 """The layer's plain-autograd train-mode output of its flattened input (no running-statistics update)."""
 
@@ -58,11 +60,6 @@ def rowsum(x: Float[Tensor, "n c"], weight: Float[Tensor, "c"] | None = None) ->
     return x.mm(w.reshape(-1, 1)).reshape(-1)
 
 
-def _denominator(count: int) -> int:
-    """Unbiased-variance denominator, at least 1 (one sample has variance 0)."""
-    return max(count - 1, 1)
-
-
 def moments(x: Float[Tensor, "n c"], total: Tensor, total_sq: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """Mean and unbiased variance along ``dim`` from the sums ``total`` and ``total_sq`` of ``x`` and ``x*x``.
 
@@ -77,7 +74,7 @@ def moments(x: Float[Tensor, "n c"], total: Tensor, total_sq: Tensor, dim: int) 
     if float(torch.add(total_sq, centred, alpha=-limit).max()) > 0.0:
         d = x - mean.to(x.dtype).unsqueeze(dim)
         centred = (d * d).sum(dim=dim)
-    var = centred.clamp_min_(0.0).div_(_denominator(count))
+    var = centred.clamp_min_(0.0).div_(unbiased_denominator(count))
     return mean.to(x.dtype), var.to(x.dtype)
 
 
@@ -173,7 +170,7 @@ class CrossNormFunction(torch.autograd.Function):
         grad_weight = colsum(u) if weight is not None else None
         u.mul_(r).mul_(r)  # g z r^3; dL/ds = -w / 2 with w = u * gamma
         w_col, w_row = colsum(u) * gamma, rowsum(u, gamma)
-        a_col, b_row = w_col / _denominator(n), w_row / _denominator(c)
+        a_col, b_row = w_col / unbiased_denominator(n), w_row / unbiased_denominator(c)
         # dx = (K+1)/K gamma p + e_j + f_i - x (a_j + b_i)
         e_col = col_mean * a_col - p_col / k
         f_row = row_mean * b_row - p_row / k
@@ -239,7 +236,7 @@ class ScaleShiftNormFunction(torch.autograd.Function):
             norm_var, count = var, n * c
         else:
             mean, var = moments(x, col_s, col_sq, dim=0)
-            norm_var, count = var * (_denominator(n) / n), n
+            norm_var, count = var * (unbiased_denominator(n) / n), n
         r = torch.rsqrt(norm_var + eps)
         scale = r * weight if weight is not None else r.expand(c)
         shift = (bias if bias is not None else torch.zeros_like(scale)) - mean * scale
