@@ -2,8 +2,9 @@
 
 For a 10x28 and an 8x256 ReLU ``NormMLP`` on 65 536 points, one training step (forward, MSE loss, backward)
 is timed for every norm and implementation (``reference``: plain autograd expressions; ``fast``: fused
-kernels and custom autograd Functions; for bn/gn/cn also ``compiled``: the C++/OpenMP kernels, built before
-timing, left out with ``--no-compiled`` or when they cannot be built). Configurations are interleaved within each repeat
+kernels and custom autograd Functions; for bn/gn/cn/rms also ``compiled``: the C++/OpenMP kernels, built
+before timing, left out with ``--no-compiled`` or when they cannot be built; on a CPU the default
+``impl="auto"`` is ``compiled``). Configurations are interleaved within each repeat
 and the median over repeats is taken, so that the ratios to ``none`` in one run share the machine's load;
 compare ratios, not absolute times, across runs. A CUDA section runs the same when a GPU is present.
 
@@ -32,7 +33,7 @@ TARGETS = {"bn": 1.15, "ln": 1.15, "rms": 1.15, "gn": 1.25, "cn": 1.25}
 
 
 IMPLS = ("reference", "fast", "compiled")
-COMPILED_KINDS = ("bn", "gn", "cn")
+COMPILED_KINDS = ("bn", "gn", "cn", "rms")
 """Norms with C++ kernels behind ``impl="compiled"`` (for the others it is the same as ``fast``)."""
 
 

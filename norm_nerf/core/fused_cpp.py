@@ -1,4 +1,4 @@
-"""Optional compiled norm kernels for CPUs: C++/OpenMP built on first use (``impl="compiled"``).
+"""Compiled norm kernels for CPUs: C++/OpenMP built on first use (``impl="auto"``, the default, and ``"compiled"``).
 
 Cross norm: the eager fast path (:class:`norm_nerf.core.fused.CrossNormFunction`) still makes about 18 full
 passes over the ``N x C`` activations per forward+backward and allocates five ``N x C`` buffers. This kernel needs two
@@ -12,16 +12,22 @@ Batch and global norm: :class:`norm_nerf.core.fused.ScaleShiftNormFunction` take
 ``scale_add(g, x, p, q, s)`` (``g p_j + x q_j + s_j``, the input gradient in one pass), which save the
 ``x * x`` and ``g * x`` buffers and two passes of the eager version.
 
+RMS norm: one pass over each row forward (its sum of squares, then the output while the row is in cache) and
+one backward (the row's ``sum_j g w x``, the input gradient, and column partials for the affine gradients).
+
 The module is JIT-compiled with :func:`torch.utils.cpp_extension.load_inline` (a C++ compiler and ninja are
 needed; one to two minutes the first time, cached afterwards). When that fails, :func:`norm_kernels` warns once
-and returns None and the layers use the eager fast path. Only float32 CPU tensors use the kernels.
+and returns None and the layers use the eager fast path. Only float32 CPU tensors use the kernels;
+``NORM_NERF_COMPILED=0`` keeps ``impl="auto"`` on the eager path (no build).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -220,6 +226,62 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
   });
   return {dx, grad_w, grad_b};
 }
+
+std::vector<torch::Tensor> rms_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float *X = x.data_ptr<float>(), *W = w.data_ptr<float>(), *B = b.data_ptr<float>();
+  auto y = torch::empty_like(x);
+  auto inv = torch::empty({n}, x.options());
+  float *Y = y.data_ptr<float>(), *Q = inv.data_ptr<float>();
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* __restrict__ xi = X + i * c;
+      float* __restrict__ yi = Y + i * c;
+      double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+      for (int64_t j = 0; j < c; ++j) ss += double(xi[j]) * xi[j];
+      const float q = float(1.0 / std::sqrt(ss / c + eps));
+      Q[i] = q;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] * q * W[j] + B[j];
+    }
+  });
+  return {y, inv};
+}
+
+std::vector<torch::Tensor> rms_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor inv) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float* Q = inv.data_ptr<float>();
+  auto dx = torch::empty_like(x);
+  float* DX = dx.data_ptr<float>();
+  Partials<float> part(n, c, 2, 64);  // sum g * x * q and sum g per column
+  at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      float* __restrict__ sw = part.data.data() + k * part.width;
+      float* __restrict__ sb = sw + c;
+      for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
+        const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
+        float* __restrict__ di = DX + i * c;
+        const float q = Q[i];
+        float hx = 0.0f;
+#pragma omp simd reduction(+ : hx)
+        for (int64_t j = 0; j < c; ++j) {
+          hx += gi[j] * W[j] * xi[j];
+          sw[j] += gi[j] * xi[j] * q; sb[j] += gi[j];
+        }
+        const float a = q * q * hx / float(c);
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) di[j] = q * (gi[j] * W[j] - xi[j] * a);
+      }
+    }
+  });
+  const std::vector<double> col = part.total();
+  auto grad_w = torch::empty({c}, x.options()), grad_b = torch::empty({c}, x.options());
+  float *GW = grad_w.data_ptr<float>(), *GB = grad_b.data_ptr<float>();
+  for (int64_t j = 0; j < c; ++j) { GW[j] = float(col[j]); GB[j] = float(col[c + j]); }
+  return {dx, grad_w, grad_b};
+}
 """
 
 
@@ -233,16 +295,36 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
+def _is_built(name: str) -> bool:
+    """Whether torch's extension cache already holds the built library ``name`` (False when unsure)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return any(Path(_get_build_directory(name, verbose=False)).glob(f"{name}*.so"))
+    except Exception:  # noqa: BLE001 - a private helper; only decides whether to print the build notice
+        return False
+
+
 @functools.cache
 def norm_kernels() -> object | None:
     """The compiled extension module, or None (with one warning) when it cannot be built here."""
+    name = f"norm_nerf_norm_kernels_v6_{_cpu_tag()}"
     try:
         from torch.utils.cpp_extension import load_inline
 
+        if not _is_built(name):
+            print(f"norm-nerf: building the C++ norm kernels for this CPU ({name}; once, 20-100 s)", file=sys.stderr)
         return load_inline(
-            name=f"norm_nerf_norm_kernels_v5_{_cpu_tag()}",
+            name=name,
             cpp_sources=_SOURCE,
-            functions=["column_sums", "scale_add", "cross_norm_forward", "cross_norm_backward"],
+            functions=[
+                "column_sums",
+                "scale_add",
+                "cross_norm_forward",
+                "cross_norm_backward",
+                "rms_norm_forward",
+                "rms_norm_backward",
+            ],
             extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-math-errno"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
@@ -252,6 +334,11 @@ def norm_kernels() -> object | None:
             f"compiled norm kernels unavailable ({type(err).__name__}: {err}); using impl='fast'", stacklevel=2
         )
         return None
+
+
+def compiled_enabled() -> bool:
+    """False when the environment sets ``NORM_NERF_COMPILED=0`` (``impl="auto"`` then means ``"fast"``)."""
+    return os.environ.get("NORM_NERF_COMPILED", "1").strip() != "0"
 
 
 def kernel_applies(x: Tensor) -> bool:
@@ -291,4 +378,34 @@ class CompiledCrossNormFunction(torch.autograd.Function):
         dx, dw, db = norm_kernels().cross_norm_backward(
             grad.contiguous(), x, w, row_mean, row_var, col_mean, col_var, ctx.eps
         )
+        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None, None
+
+
+class CompiledRMSNormFunction(torch.autograd.Function):
+    """Train-mode RMS norm through the C++ kernel (one read of ``x`` forward, one of ``x`` and ``g`` backward)."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        reference: Reference | None = None,
+    ) -> Tensor:
+        c = x.shape[1]
+        x = x.contiguous()
+        w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
+        b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)
+        y, inv = norm_kernels().rms_norm_forward(x, w, b, eps)
+        ctx.save_for_backward(x, w, inv)
+        ctx.affine = weight is not None
+        remember_reference(ctx, reference, weight, bias, num_inputs=5)
+        return y
+
+    @staticmethod
+    @reference_backward
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
+        x, w, inv = ctx.saved_tensors
+        dx, dw, db = norm_kernels().rms_norm_backward(grad.contiguous(), x, w, inv)
         return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None, None

@@ -12,11 +12,15 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
 * :func:`norm_nerf.core.recalibrate` re-estimates them from data (precise BN);
 * with ``torch.distributed`` initialised, batch statistics are all-reduced across ranks.
 
-Every layer's train-mode forward is selected with ``impl``: ``"fast"`` (default;
-fused native kernels for ``bn``/``ln`` and the custom autograd Functions of :mod:`norm_nerf.core.fused` for
-``gn``/``cn``/``rms``) and ``"reference"`` (the plain tensor expressions below, differentiated by autograd).
-``"compiled"`` is ``"fast"`` plus, for ``bn``/``gn``/``cn`` on float32 CPU tensors, the C++/OpenMP kernels
-of :mod:`norm_nerf.core.fused_cpp` (built on first use; falls back to ``"fast"`` when they cannot be built).
+Every layer's train-mode forward is selected with ``impl``:
+
+* ``"fast"``: fused native kernels for ``bn``/``ln`` and the custom autograd Functions of
+  :mod:`norm_nerf.core.fused` for ``gn``/``cn``/``rms`` (eager torch; every device);
+* ``"compiled"``: ``"fast"`` plus, for ``bn``/``gn``/``cn``/``rms`` on float32 CPU tensors, the C++/OpenMP
+  kernels of :mod:`norm_nerf.core.fused_cpp` (built once on first use; ``"fast"`` when they cannot be built);
+* ``"auto"`` (default): ``"compiled"`` unless the environment sets ``NORM_NERF_COMPILED=0``, then ``"fast"``;
+* ``"reference"``: the plain tensor expressions below, differentiated by autograd.
+
 All give the same values, gradients and running statistics; eval mode, synchronised (multi-rank) statistics
 and ``torch.func`` transforms (vmap/jacrev, as in the NTK analysis) always use the reference expressions, and a
 double backward (``create_graph=True``) through a fast layer differentiates its reference expression.
@@ -36,13 +40,19 @@ from torch import Tensor, nn
 
 from norm_nerf.core.distributed import column_moments, distributed_world_size, mean_var, unbiased_denominator
 from norm_nerf.core.fused import CrossNormFunction, RMSNormFunction, ScaleShiftNormFunction
-from norm_nerf.core.fused_cpp import CompiledCrossNormFunction, kernel_applies, norm_kernels
+from norm_nerf.core.fused_cpp import (
+    CompiledCrossNormFunction,
+    CompiledRMSNormFunction,
+    compiled_enabled,
+    kernel_applies,
+    norm_kernels,
+)
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
-NormImpl = Literal["fast", "reference", "compiled"]
-"""Train-mode forward: fused kernels / custom autograd, plain autograd expressions, or fast + a C++ cross norm."""
+NormImpl = Literal["auto", "fast", "reference", "compiled"]
+"""Train-mode forward: compiled where possible, eager fused kernels, plain autograd, or C++ kernels (CPU)."""
 NORM_IMPLS: tuple[str, ...] = get_args(NormImpl)
 EPS = 1e-5
 
@@ -50,7 +60,7 @@ EPS = 1e-5
 class _AffineNorm(nn.Module):
     """Shared parts: input checks, flattening to ``(N, C)``, the per-channel affine and the ``impl`` switch."""
 
-    def __init__(self, num_features: int, eps: float = EPS, affine: bool = True, impl: NormImpl = "fast") -> None:
+    def __init__(self, num_features: int, eps: float = EPS, affine: bool = True, impl: NormImpl = "auto") -> None:
         super().__init__()
         if int(num_features) < 1:
             raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
@@ -84,6 +94,12 @@ class _AffineNorm(nn.Module):
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
+
+    def _compiled_kernels(self, x: Float[Tensor, "n c"]) -> object | None:
+        """The C++ kernels when ``impl`` asks for them (``compiled``, or ``auto`` unless disabled) and they serve
+        ``x``, else None."""
+        wanted = self.impl == "compiled" or (self.impl == "auto" and compiled_enabled())
+        return norm_kernels() if wanted and kernel_applies(x) else None
 
     def _reference_output(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         """Train-mode output of the reference expressions (what the fast kernels compute)."""
@@ -121,7 +137,8 @@ class RMSNorm(_AffineNorm):
         if self.impl == "reference" or _functorch_active():
             return super().forward(x)
         x2 = self._flatten(x)
-        return RMSNormFunction.apply(x2, self.weight, self.bias, self.eps, self._reference_output).reshape(x.shape)
+        fn = RMSNormFunction if self._compiled_kernels(x2) is None else CompiledRMSNormFunction
+        return fn.apply(x2, self.weight, self.bias, self.eps, self._reference_output).reshape(x.shape)
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + self.eps)
@@ -139,7 +156,7 @@ class RunningStatsNorm(_AffineNorm):
         num_slots: independent sets of running statistics, chosen with :func:`stat_slot` (e.g. one per
             render pass when a network sees differently distributed inputs, like Mip-NeRF's coarse and fine
             samples).
-        impl: ``"fast"``, ``"reference"`` or ``"compiled"`` train-mode forward (see the module docstring).
+        impl: ``"auto"``, ``"fast"``, ``"reference"`` or ``"compiled"`` train-mode forward (module docstring).
     """
 
     def __init__(
@@ -151,7 +168,7 @@ class RunningStatsNorm(_AffineNorm):
         sync: bool = True,
         update_under_no_grad: bool = False,
         num_slots: int = 1,
-        impl: NormImpl = "fast",
+        impl: NormImpl = "auto",
     ) -> None:
         super().__init__(num_features, eps, affine, impl)
         if num_slots < 1:
@@ -227,10 +244,6 @@ class RunningStatsNorm(_AffineNorm):
         if self.impl == "reference" or not self.training or x.shape[0] == 0 or _functorch_active():
             return False
         return not (self.sync and distributed_world_size() > 1)
-
-    def _compiled_kernels(self, x: Float[Tensor, "n c"]) -> object | None:
-        """The C++ kernels when ``impl="compiled"`` and they serve ``x``, else None."""
-        return norm_kernels() if self.impl == "compiled" and kernel_applies(x) else None
 
     def _scale_shift_forward(self, x: Float[Tensor, "*batch c"], global_stats: bool) -> Float[Tensor, "*batch c"]:
         """Train-mode bn/gn through :class:`ScaleShiftNormFunction`, updating the running mean/variance."""
@@ -411,7 +424,7 @@ def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
     Args:
         kind: one of ``none``, ``bn`` (batch), ``ln`` (layer), ``gn`` (global), ``cn`` (cross), ``rms``.
         num_features: channels C of the input.
-        **opts: ``eps``, ``affine``, ``impl`` (``"fast"`` default, ``"reference"`` or ``"compiled"``) for all;
+        **opts: ``eps``, ``affine``, ``impl`` (``"auto"`` default, ``"fast"``, ``"reference"``, ``"compiled"``) for all;
             ``momentum``, ``sync``, ``update_under_no_grad``, ``num_slots`` for bn/gn/cn (ignored by the others,
             which have no running statistics).
     """

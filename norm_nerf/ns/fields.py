@@ -9,7 +9,7 @@ from nerfstudio.field_components.encodings import Encoding
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
 
 from norm_nerf.core.mlp import NormMLP
-from norm_nerf.core.norms import check_norm_kind
+from norm_nerf.core.norms import NormImpl, check_norm_kind
 
 NormLayers = Literal["both", "base", "head"]
 
@@ -26,8 +26,8 @@ class FieldNormConfig:
     """Momentum of the running statistics of bn/gn/cn (None = cumulative average)."""
     num_slots: int = 1
     """Independent running-statistics sets (Mip-NeRF uses 2: coarse and fine samples)."""
-    impl: Literal["fast", "reference", "compiled"] = "fast"
-    """Train-mode implementation of the norms (norm_nerf.core.norms: fast, reference, or compiled C++ kernels)."""
+    impl: NormImpl = "auto"
+    """Train-mode implementation of the norms (norm_nerf.core.norms: auto, fast, reference, compiled)."""
 
     def norm_for(self, part: Literal["base", "head"]) -> str:
         """The norm used by the ``base`` or ``head`` MLP."""
@@ -48,8 +48,8 @@ class NormModelOptions:
     """Which field networks are normalized: both, base (density trunk / SDF network) or head (colour network)."""
     norm_momentum: float = 0.1
     """Momentum of the running statistics of bn/gn/cn."""
-    norm_impl: Literal["fast", "reference", "compiled"] = "fast"
-    """Norm implementation: fast (default), reference (plain autograd) or compiled (C++ kernels, built once)."""
+    norm_impl: NormImpl = "auto"
+    """Norm implementation: auto (C++ kernels on CPU, built once; else fast), fast, reference or compiled."""
     recalibration_batches: int = 4
     """Training ray batches used to recalibrate running statistics before each evaluation/checkpoint (0 = off)."""
 

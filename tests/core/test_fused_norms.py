@@ -13,6 +13,7 @@ from norm_nerf.core.norms import build_norm
 
 KINDS = ["bn", "ln", "gn", "cn", "rms"]
 RUNNING = ["bn", "gn", "cn"]
+COMPILED = ["bn", "gn", "cn", "rms"]
 SHAPES = [(1, 1), (1, 5), (6, 1), (2, 3), (7, 4), (33, 9)]
 
 
@@ -135,11 +136,11 @@ def test_moments_hand_computed_and_constant_column() -> None:
 
 
 def test_unknown_impl_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="impl must be one of fast, reference, compiled"):
+    with pytest.raises(ValueError, match="impl must be one of auto, fast, reference, compiled"):
         build_norm("cn", 4, impl="fused")
 
 
-@pytest.mark.parametrize("kind", RUNNING)
+@pytest.mark.parametrize("kind", COMPILED)
 def test_compiled_falls_back_to_fast_off_float32_cpu(kind: str) -> None:
     # float64 never uses the C++ kernels (and never builds them): identical to impl="fast".
     fast, _ = _twins(kind, 5)
@@ -149,12 +150,13 @@ def test_compiled_falls_back_to_fast_off_float32_cpu(kind: str) -> None:
     torch.testing.assert_close(compiled.train()(x), fast.train()(x), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.skipif(
-    os.environ.get("NORM_NERF_TEST_COMPILED") == "0",
-    reason="NORM_NERF_TEST_COMPILED=0: skips the C++ kernels (their first build takes 20-100 s)",
+needs_kernels = pytest.mark.skipif(
+    os.environ.get("NORM_NERF_COMPILED", "1").strip() == "0",
+    reason="NORM_NERF_COMPILED=0: skips the C++ kernels (their first build takes 20-100 s)",
 )
+@needs_kernels
 @pytest.mark.parametrize("shape", [(1, 4), (5, 1), (2, 3), (300, 17), (1024, 64)])
-@pytest.mark.parametrize("kind", RUNNING)
+@pytest.mark.parametrize("kind", COMPILED)
 def test_compiled_kernels_match_float64_reference(kind: str, shape: tuple[int, int]) -> None:
     from norm_nerf.core.fused_cpp import norm_kernels
 
@@ -171,6 +173,40 @@ def test_compiled_kernels_match_float64_reference(kind: str, shape: tuple[int, i
         torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-4 * max(1.0, float(w.detach().abs().max())))
     for (name, g), (_, w) in zip(compiled.named_buffers(), ref.named_buffers()):
         torch.testing.assert_close(g.to(w.dtype), w, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _grad_fn_name(norm: torch.nn.Module, x: torch.Tensor) -> str:
+    fn = norm.train()(x.requires_grad_(True)).grad_fn
+    while type(fn).__name__ in ("ViewBackward0", "UnsafeViewBackward0"):  # the reshape back to (..., C)
+        fn = fn.next_functions[0][0]
+    return type(fn).__name__
+
+
+@needs_kernels
+@pytest.mark.parametrize("kind", ["cn", "rms"])
+def test_auto_uses_the_kernels_on_float32_cpu_unless_disabled(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(16, 8)
+    assert "Compiled" in _grad_fn_name(build_norm(kind, 8), x.clone())  # impl="auto" is the default
+    assert "Compiled" not in _grad_fn_name(build_norm(kind, 8), x.clone().double())
+    monkeypatch.setenv("NORM_NERF_COMPILED", "0")
+    assert "Compiled" not in _grad_fn_name(build_norm(kind, 8), x.clone())
+    assert "Compiled" in _grad_fn_name(build_norm(kind, 8, impl="compiled"), x.clone())  # explicit wins
+
+
+@needs_kernels
+@pytest.mark.parametrize("kind", COMPILED)
+def test_double_backward_through_compiled_kernels(kind: str) -> None:
+    _, ref = _twins(kind, 6)
+    compiled = build_norm(kind, 6, impl="compiled")
+    compiled.load_state_dict(ref.state_dict())
+    x = torch.randn(40, 6, dtype=torch.float64)
+    results = []
+    for norm, xi in ((compiled.train(), x.float()), (ref.train(), x)):
+        xi = xi.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad((norm(xi) ** 3).sum(), xi, create_graph=True)
+        results.append(torch.autograd.grad((gx**2).sum(), [xi, norm.weight]))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got.double(), want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
 
 
 @pytest.mark.parametrize("kind", ["gn", "cn", "rms"])
