@@ -154,6 +154,8 @@ needs_kernels = pytest.mark.skipif(
     os.environ.get("NORM_NERF_COMPILED", "1").strip() == "0",
     reason="NORM_NERF_COMPILED=0: skips the C++ kernels (their first build takes 20-100 s)",
 )
+
+
 @needs_kernels
 @pytest.mark.parametrize("shape", [(1, 4), (5, 1), (2, 3), (300, 17), (1024, 64)])
 @pytest.mark.parametrize("kind", COMPILED)
