@@ -4,7 +4,9 @@ Cross norm: the eager fast path (:class:`norm_nerf.core.fused.CrossNormFunction`
 passes over the ``N x C`` activations per forward+backward and allocates five ``N x C`` buffers. This kernel needs two
 passes forward (statistics; output) and two backward (six reductions; input gradient), allocates only the
 output and the input gradient, and saves nothing but per-row and per-column vectors: every entry's ``r`` and
-centred value are recomputed in registers. The forward statistics are accumulated in double precision (one
+centred value are recomputed in registers. Inner loops read per-column vectors through local ``__restrict__``
+pointers: indexing a ``std::vector`` next to stores into other float arrays keeps the compiler from hoisting its
+data pointer, which made the backward 2.5x slower. The forward statistics are accumulated in double precision (one
 pass is then exact enough for float32 data); the backward column sums add float partials of 64 rows in double.
 
 Batch and global norm: :class:`norm_nerf.core.fused.ScaleShiftNormFunction` takes two primitives from here,
@@ -157,9 +159,10 @@ std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, 
     for (int64_t i = i0; i < i1; ++i) {
       const float* xi = X + i * c; float* yi = Y + i * c;
       const float brow = float(-row_s[i] / K), vrow = RV[i];
+      const float *__restrict__ BC = bcol.data(), *__restrict__ VC = vcol.data();
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j)
-        yi[j] = (a * xi[j] + brow + bcol[j]) / std::sqrt(vrow + vcol[j]) * W[j] + B[j];
+        yi[j] = (a * xi[j] + brow + BC[j]) / std::sqrt(vrow + VC[j]) * W[j] + B[j];
     }
   });
   return {y, row_mean, row_var, col_mean, col_var};
@@ -189,12 +192,13 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
         const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
         float* __restrict__ ri = DX + i * c;
         const float brow = -float(c) * RM[i] / K, vrow = RV[i];
+        const float *__restrict__ BC = bcol.data(), *__restrict__ VC = vcol.data();
         float pr = 0.0f, wr = 0.0f;
 #pragma omp simd reduction(+ : pr, wr)
         for (int64_t j = 0; j < c; ++j) {
-          const float r = 1.0f / std::sqrt(vrow + vcol[j]);
+          const float r = 1.0f / std::sqrt(vrow + VC[j]);
           ri[j] = r;
-          const float yh = (a * xi[j] + brow + bcol[j]) * r;
+          const float yh = (a * xi[j] + brow + BC[j]) * r;
           const float gr = gi[j] * r, u = gr * yh * r;
           sg[j] += gi[j]; sgy[j] += gi[j] * yh; sp[j] += gr; su[j] += u;
           pr += W[j] * gr; wr += W[j] * u;
@@ -219,9 +223,9 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
       const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
       float* __restrict__ di = DX + i * c;  // r on entry, the gradient on exit
       const float br = b_row[i], fr = f_row[i];
+      const float *__restrict__ SC = s_col.data(), *__restrict__ EC = e_col.data(), *__restrict__ AC = a_col.data();
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j)
-        di[j] = s_col[j] * gi[j] * di[j] + e_col[j] + fr - xi[j] * (a_col[j] + br);
+      for (int64_t j = 0; j < c; ++j) di[j] = SC[j] * gi[j] * di[j] + EC[j] + fr - xi[j] * (AC[j] + br);
     }
   });
   return {dx, grad_w, grad_b};
@@ -308,7 +312,7 @@ def _is_built(name: str) -> bool:
 @functools.cache
 def norm_kernels() -> object | None:
     """The compiled extension module, or None (with one warning) when it cannot be built here."""
-    name = f"norm_nerf_norm_kernels_v6_{_cpu_tag()}"
+    name = f"norm_nerf_norm_kernels_v7_{_cpu_tag()}"
     try:
         from torch.utils.cpp_extension import load_inline
 
