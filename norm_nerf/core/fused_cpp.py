@@ -4,9 +4,8 @@ Cross norm: the eager fast path (:class:`norm_nerf.core.fused.CrossNormFunction`
 passes over the ``N x C`` activations per forward+backward and allocates five ``N x C`` buffers. This kernel needs two
 passes forward (statistics; output) and two backward (six reductions; input gradient), allocates only the
 output and the input gradient, and saves nothing but per-row and per-column vectors: every entry's ``r`` and
-centred value are recomputed in registers. Inner loops read per-column vectors through local ``__restrict__``
-pointers: indexing a ``std::vector`` next to stores into other float arrays keeps the compiler from hoisting its
-data pointer, which made the backward 2.5x slower. The forward statistics are accumulated in double precision (one
+centred value are recomputed in registers. (How the loops are written matters as much as the pass count: see
+the POINTERS and ROW SUMS notes in the source.) The forward statistics are accumulated in double precision (one
 pass is then exact enough for float32 data); the backward column sums add float partials of 64 rows in double.
 
 Batch and global norm: :class:`norm_nerf.core.fused.ScaleShiftNormFunction` takes two primitives from here,
@@ -70,6 +69,12 @@ struct Partials {
 
 double denom(int64_t count) { return count > 1 ? double(count - 1) : 1.0; }
 
+// POINTERS: inner loops read per-column inputs through local `__restrict__` copies made inside the parallel
+// lambda. Through the lambda's by-reference capture (or a std::vector's data pointer) the compiler must reload the
+// pointer after every store to another array, and those loops ran 2.5-3x slower.
+// ROW SUMS: a loop that both reduces into scalars (omp simd reduction) and updates per-column arrays runs
+// 2-3x slower here than two loops, one per job; row sums therefore get a loop of their own.
+
 }  // namespace
 
 std::vector<torch::Tensor> column_sums(torch::Tensor x, torch::Tensor y) {
@@ -105,11 +110,12 @@ torch::Tensor scale_add(torch::Tensor g, torch::Tensor x, torch::Tensor p, torch
   auto out = torch::empty_like(x);
   float* O = out.data_ptr<float>();
   at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ Pl = P, *__restrict__ Ql = Q, *__restrict__ Sl = S;  // see POINTERS above
     for (int64_t i = i0; i < i1; ++i) {
       const float *__restrict__ gi = G + i * c, *__restrict__ xi = X + i * c;
       float* __restrict__ oi = O + i * c;
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) oi[j] = gi[j] * P[j] + xi[j] * Q[j] + S[j];
+      for (int64_t j = 0; j < c; ++j) oi[j] = gi[j] * Pl[j] + xi[j] * Ql[j] + Sl[j];
     }
   });
   return out;
@@ -129,11 +135,16 @@ std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, 
       double* cs = part.data.data() + k * part.width; double* cq = cs + c;
       for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
         const float* __restrict__ xi = X + i * c;
-        double s = 0.0, q = 0.0;
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) {
+          const double v = xi[j];
+          cs[j] += v; cq[j] += v * v;
+        }
+        double s = 0.0, q = 0.0;  // the row's sums in a loop of their own (see ROW SUMS above)
 #pragma omp simd reduction(+ : s, q)
         for (int64_t j = 0; j < c; ++j) {
           const double v = xi[j];
-          s += v; q += v * v; cs[j] += v; cq[j] += v * v;
+          s += v; q += v * v;
         }
         row_s[i] = s;
         RM[i] = float(s / c);
@@ -156,13 +167,15 @@ std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, 
   const float* W = w.data_ptr<float>(); const float* B = b.data_ptr<float>();
   const float a = float((K + 1.0) / K);
   at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ Wl = W, *__restrict__ Bl = B;  // see POINTERS above
+    const float *__restrict__ BC = bcol.data(), *__restrict__ VC = vcol.data();
     for (int64_t i = i0; i < i1; ++i) {
-      const float* xi = X + i * c; float* yi = Y + i * c;
+      const float* __restrict__ xi = X + i * c;
+      float* __restrict__ yi = Y + i * c;
       const float brow = float(-row_s[i] / K), vrow = RV[i];
-      const float *__restrict__ BC = bcol.data(), *__restrict__ VC = vcol.data();
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j)
-        yi[j] = (a * xi[j] + brow + BC[j]) / std::sqrt(vrow + VC[j]) * W[j] + B[j];
+        yi[j] = (a * xi[j] + brow + BC[j]) / std::sqrt(vrow + VC[j]) * Wl[j] + Bl[j];
     }
   });
   return {y, row_mean, row_var, col_mean, col_var};
@@ -183,6 +196,10 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
   auto dx = torch::empty_like(x);  // holds r between the two passes (one square root per entry)
   float* DX = dx.data_ptr<float>();
   at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<float> scratch(2 * c);  // per-entry terms of the two row sums (see ROW SUMS above)
+    float* __restrict__ T1 = scratch.data();
+    float* __restrict__ T2 = T1 + c;
+    const float *__restrict__ Wl = W, *__restrict__ BC = bcol.data(), *__restrict__ VC = vcol.data();
     for (int64_t k = k0; k < k1; ++k) {
       float* __restrict__ sg = part.data.data() + k * part.width;
       float* __restrict__ sgy = sg + c;
@@ -192,17 +209,18 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
         const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
         float* __restrict__ ri = DX + i * c;
         const float brow = -float(c) * RM[i] / K, vrow = RV[i];
-        const float *__restrict__ BC = bcol.data(), *__restrict__ VC = vcol.data();
-        float pr = 0.0f, wr = 0.0f;
-#pragma omp simd reduction(+ : pr, wr)
+#pragma omp simd
         for (int64_t j = 0; j < c; ++j) {
           const float r = 1.0f / std::sqrt(vrow + VC[j]);
           ri[j] = r;
           const float yh = (a * xi[j] + brow + BC[j]) * r;
           const float gr = gi[j] * r, u = gr * yh * r;
           sg[j] += gi[j]; sgy[j] += gi[j] * yh; sp[j] += gr; su[j] += u;
-          pr += W[j] * gr; wr += W[j] * u;
+          T1[j] = Wl[j] * gr; T2[j] = Wl[j] * u;
         }
+        float pr = 0.0f, wr = 0.0f;
+#pragma omp simd reduction(+ : pr, wr)
+        for (int64_t j = 0; j < c; ++j) { pr += T1[j]; wr += T2[j]; }
         b_row[i] = float(wr / denom(c));
         f_row[i] = RM[i] * b_row[i] - pr / K;
       }
@@ -238,6 +256,7 @@ std::vector<torch::Tensor> rms_norm_forward(torch::Tensor x, torch::Tensor w, to
   auto inv = torch::empty({n}, x.options());
   float *Y = y.data_ptr<float>(), *Q = inv.data_ptr<float>();
   at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ Wl = W, *__restrict__ Bl = B;  // see POINTERS above
     for (int64_t i = i0; i < i1; ++i) {
       const float* __restrict__ xi = X + i * c;
       float* __restrict__ yi = Y + i * c;
@@ -247,7 +266,7 @@ std::vector<torch::Tensor> rms_norm_forward(torch::Tensor x, torch::Tensor w, to
       const float q = float(1.0 / std::sqrt(ss / c + eps));
       Q[i] = q;
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] * q * W[j] + B[j];
+      for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] * q * Wl[j] + Bl[j];
     }
   });
   return {y, inv};
@@ -261,6 +280,7 @@ std::vector<torch::Tensor> rms_norm_backward(torch::Tensor g, torch::Tensor x, t
   float* DX = dx.data_ptr<float>();
   Partials<float> part(n, c, 2, 64);  // sum g * x * q and sum g per column
   at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
+    const float* __restrict__ Wl = W;  // see POINTERS above
     for (int64_t k = k0; k < k1; ++k) {
       float* __restrict__ sw = part.data.data() + k * part.width;
       float* __restrict__ sb = sw + c;
@@ -268,15 +288,15 @@ std::vector<torch::Tensor> rms_norm_backward(torch::Tensor g, torch::Tensor x, t
         const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
         float* __restrict__ di = DX + i * c;
         const float q = Q[i];
-        float hx = 0.0f;
+        float hx = 0.0f;  // the row sum in a loop of its own (see ROW SUMS above)
 #pragma omp simd reduction(+ : hx)
-        for (int64_t j = 0; j < c; ++j) {
-          hx += gi[j] * W[j] * xi[j];
-          sw[j] += gi[j] * xi[j] * q; sb[j] += gi[j];
-        }
+        for (int64_t j = 0; j < c; ++j) hx += gi[j] * Wl[j] * xi[j];
         const float a = q * q * hx / float(c);
 #pragma omp simd
-        for (int64_t j = 0; j < c; ++j) di[j] = q * (gi[j] * W[j] - xi[j] * a);
+        for (int64_t j = 0; j < c; ++j) {
+          sw[j] += gi[j] * xi[j] * q; sb[j] += gi[j];
+          di[j] = q * (gi[j] * Wl[j] - xi[j] * a);
+        }
       }
     }
   });
@@ -312,7 +332,7 @@ def _is_built(name: str) -> bool:
 @functools.cache
 def norm_kernels() -> object | None:
     """The compiled extension module, or None (with one warning) when it cannot be built here."""
-    name = f"norm_nerf_norm_kernels_v7_{_cpu_tag()}"
+    name = f"norm_nerf_norm_kernels_v9_{_cpu_tag()}"
     try:
         from torch.utils.cpp_extension import load_inline
 
