@@ -62,9 +62,9 @@ def main() -> None:
     from norm_nerf.ns.compare import chamfer_of_run, train_and_score
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["norm-mipnerf", "norm-nerf", "norm-neus"])
+    parser.add_argument("--methods", nargs="+", default=["norm-mipnerf", "norm-nerf", "norm-neus", "norm-neus-facto"])
     parser.add_argument("--norms", nargs="+", default=["none", "cn"])
-    parser.add_argument("--impl", default="fast", choices=["fast", "reference", "compiled"], help="norm implementation")
+    parser.add_argument("--impl", default="auto", choices=["auto", "fast", "reference", "compiled"], help="norm impl")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rays", type=int, default=256)
     parser.add_argument("--samples", type=int, default=32)
