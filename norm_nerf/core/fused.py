@@ -13,8 +13,8 @@ same values with as few full passes and fresh buffers as possible:
 * the backward pass recomputes what it needs from the input and the saved per-row/per-column vectors, uses
   in-place ops on its own buffers, and folds the affine parameters into its reductions;
 * a backward pass with ``create_graph=True`` (double backward, e.g. an eikonal loss on an SDF network)
-  differentiates the layer's reference expression instead (:func:`reference_backward`), so higher derivatives
-  stay exact.
+  evaluates the analytic gradients as differentiable expressions instead (:func:`reference_backward`,
+  :mod:`norm_nerf.core.norm_grads`), so higher derivatives stay exact.
 
 Each Function returns the batch statistics the layer needs for its running estimates as outputs without
 gradients, so the policy code (running statistics, slots, recalibration, eval mode) stays in ``norms.py``.
@@ -31,9 +31,12 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from norm_nerf.core.distributed import unbiased_denominator
+from norm_nerf.core.norm_grads import Grads, cross_norm_grads, rms_norm_grads, scale_shift_grads
 
 Reference = Callable[[Tensor], Tensor]
 """The layer's plain-autograd train-mode output of its flattened input (no running-statistics update)."""
+AnalyticGrads = Callable[[Tensor, Tensor | None, Tensor], Grads]
+"""``(x, weight, grad) -> (dx, d_weight, d_bias)`` as differentiable expressions (:mod:`norm_nerf.core.norm_grads`)."""
 
 # One-pass variance ``(sum x^2 - n mean^2)`` loses about log10(sum x^2 / centred sum) digits; beyond this ratio
 # the two-pass sums are used instead (float32: at most ~2 of its ~7 digits; float64: at most 6 of 16).
@@ -79,31 +82,42 @@ def moments(x: Float[Tensor, "n c"], total: Tensor, total_sq: Tensor, dim: int) 
 
 
 def remember_reference(
-    ctx: FunctionCtx, reference: Reference | None, weight: Tensor | None, bias: Tensor | None, num_inputs: int
+    ctx: FunctionCtx,
+    reference: Reference | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    num_inputs: int,
+    grads: AnalyticGrads | None = None,
 ) -> None:
     """Keep what :func:`reference_backward` needs; the input ``x`` must be the first saved tensor."""
-    ctx.reference, ctx.params, ctx.num_inputs = reference, (weight, bias), num_inputs
+    ctx.reference, ctx.params, ctx.num_inputs, ctx.grads = reference, (weight, bias), num_inputs, grads
 
 
 def reference_backward(backward: Callable) -> Callable:
-    """Decorate a fast ``backward``: under ``create_graph=True`` differentiate the reference expression instead.
+    """Decorate a fast ``backward`` so that it also works under ``create_graph=True`` (double backward).
 
-    The fast backward passes are not themselves differentiable (they use in-place ops and C++ kernels); a double
-    backward re-runs the reference forward on the saved input and returns its gradients with a graph. The
-    Function's first three inputs must be ``x, weight, bias``.
+    The fast backward passes are not themselves differentiable (they use in-place ops and C++ kernels). A double
+    backward instead evaluates the layer's analytic gradients as plain tensor expressions
+    (:mod:`norm_nerf.core.norm_grads`, when the Function registered them) or, failing that, re-runs the reference
+    forward on the saved input and returns its autograd gradients with a graph. The Function's first three inputs
+    must be ``x, weight, bias``.
     """
 
     @functools.wraps(backward)
     def wrapper(ctx: FunctionCtx, grad: Tensor, *rest: Tensor | None) -> tuple[Tensor | None, ...]:
         if not torch.is_grad_enabled():
             return backward(ctx, grad, *rest)
-        if ctx.reference is None:
-            raise RuntimeError("double backward through a fast norm Function needs its reference expression")
         candidates = (ctx.saved_tensors[0], *ctx.params)
         needed = [need and t is not None for t, need in zip(candidates, ctx.needs_input_grad)]
+        tail = [None] * (ctx.num_inputs - 3)
+        if ctx.grads is not None:
+            return (*(g if need else None for g, need in zip(ctx.grads(candidates[0], ctx.params[0], grad), needed)),
+                    *tail)  # fmt: skip
+        if ctx.reference is None:
+            raise RuntimeError("double backward through a fast norm Function needs its reference expression")
         wanted = [t for t, need in zip(candidates, needed) if need]
         grads = iter(torch.autograd.grad(ctx.reference(candidates[0]), wanted, grad, create_graph=True))
-        return (*(next(grads) if need else None for need in needed), *[None] * (ctx.num_inputs - 3))
+        return (*(next(grads) if need else None for need in needed), *tail)
 
     return wrapper
 
@@ -149,7 +163,8 @@ class CrossNormFunction(torch.autograd.Function):
         _inv_std(row_var, col_var, eps, out=y).mul_(z)
         ctx.save_for_backward(x, z, weight, row_mean, row_var, col_mean, col_var)
         ctx.eps = eps
-        remember_reference(ctx, reference, weight, bias, num_inputs=5)
+        grads = functools.partial(cross_norm_grads, eps=eps)
+        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=grads)
         ctx.mark_non_differentiable(col_mean, col_var)
         return _affine_or_identity(y, weight, bias), col_mean, col_var
 
@@ -244,7 +259,8 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         ctx.save_for_backward(x, weight, mean, r)
         ctx.global_stats, ctx.denominator = global_stats, (count - 1 if global_stats else count)
         ctx.kernels = kernels
-        remember_reference(ctx, reference, weight, bias, num_inputs=7)
+        grads = functools.partial(scale_shift_grads, eps=eps, global_stats=global_stats)
+        remember_reference(ctx, reference, weight, bias, num_inputs=7, grads=grads)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -300,7 +316,7 @@ class RMSNormFunction(torch.autograd.Function):
         q = torch.rsqrt(rowsum(y) / c + eps)
         torch.mul(x, q.unsqueeze(1), out=y)
         ctx.save_for_backward(x, weight, q)
-        remember_reference(ctx, reference, weight, bias, num_inputs=5)
+        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=functools.partial(rms_norm_grads, eps=eps))
         return _affine_or_identity(y, weight, bias)
 
     @staticmethod

@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from norm_nerf.core.fused import Reference, reference_backward, remember_reference
+from norm_nerf.core.norm_grads import cross_norm_grads, rms_norm_grads
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -389,7 +390,8 @@ class CompiledCrossNormFunction(torch.autograd.Function):
         y, row_mean, row_var, col_mean, col_var = norm_kernels().cross_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var)
         ctx.eps, ctx.affine = eps, weight is not None
-        remember_reference(ctx, reference, weight, bias, num_inputs=5)
+        grads = functools.partial(cross_norm_grads, eps=eps)
+        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=grads)
         ctx.mark_non_differentiable(col_mean, col_var)
         return y, col_mean, col_var
 
@@ -424,7 +426,7 @@ class CompiledRMSNormFunction(torch.autograd.Function):
         y, inv = norm_kernels().rms_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, inv)
         ctx.affine = weight is not None
-        remember_reference(ctx, reference, weight, bias, num_inputs=5)
+        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=functools.partial(rms_norm_grads, eps=eps))
         return y
 
     @staticmethod
