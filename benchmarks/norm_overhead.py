@@ -8,7 +8,12 @@ before timing, left out with ``--no-compiled`` or when they cannot be built; on 
 and the median over repeats is taken, so that the ratios to ``none`` in one run share the machine's load;
 compare ratios, not absolute times, across runs. A CUDA section runs the same when a GPU is present.
 
+``--eikonal`` times a NeuS-shaped step instead: a softplus MLP on 3-D points whose loss adds an eikonal term on
+the gradient of its first output w.r.t. the input, so every norm is differentiated twice (double backward).
+
     .venv/bin/python benchmarks/norm_overhead.py [--repeats 5] [--nets 10x28 8x256] [--points 65536] [--no-compiled]
+    .venv/bin/python benchmarks/norm_overhead.py --eikonal --nets 8x128 --points 16384 \
+        --out benchmarks/results/norm_overhead_eikonal.json
 """
 
 from __future__ import annotations
@@ -48,10 +53,17 @@ def _configs(compiled: bool) -> list[tuple[str, str]]:
     ]
 
 
-def _step_fn(net: NormMLP, x: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
+def _step_fn(net: NormMLP, x: torch.Tensor, target: torch.Tensor, eikonal: bool) -> Callable[[], None]:
     def step() -> None:
         net.zero_grad(set_to_none=True)
-        torch.nn.functional.mse_loss(net(x), target).backward()
+        if not eikonal:
+            torch.nn.functional.mse_loss(net(x), target).backward()
+            return
+        xi = x.detach().requires_grad_(True)
+        out = net(xi)
+        (normal,) = torch.autograd.grad(out[:, :1].sum(), xi, create_graph=True)
+        eik = (normal.norm(dim=-1) - 1.0).square().mean()
+        (torch.nn.functional.mse_loss(out, target) + eik).backward()
 
     return step
 
@@ -72,17 +84,18 @@ def _timer(device: torch.device) -> Callable[[Callable[[], None]], float]:
 
 
 def bench_net(
-    depth: int, width: int, points: int, repeats: int, device: torch.device, compiled: bool
+    depth: int, width: int, points: int, repeats: int, device: torch.device, compiled: bool, eikonal: bool = False
 ) -> dict[str, dict]:
     """Median step time and ratio to ``none`` for every (norm, impl) on one net size."""
     gen = torch.Generator().manual_seed(0)
-    x = (torch.rand(points, 2, generator=gen) * 2 - 1).to(device)
+    in_dim, activation = (3, "softplus") if eikonal else (2, "relu")
+    x = (torch.rand(points, in_dim, generator=gen) * 2 - 1).to(device)
     target = torch.rand(points, 3, generator=gen).to(device)
     steps = {}
     for kind, impl in _configs(compiled and device.type == "cpu"):
         torch.manual_seed(0)
-        net = NormMLP(2, 3, depth, width, norm=kind, norm_opts={"impl": impl}).to(device).train()
-        steps[(kind, impl)] = _step_fn(net, x, target)
+        net = NormMLP(in_dim, 3, depth, width, norm=kind, activation=activation, norm_opts={"impl": impl})
+        steps[(kind, impl)] = _step_fn(net.to(device).train(), x, target, eikonal)
     timed = _timer(device)
     for step in steps.values():  # warm-up (allocations, lazy init)
         step()
@@ -122,11 +135,12 @@ def plot(report: dict, path: Path) -> None:
                 ratios = [res[kinds[i]][impl]["ratio_to_none"] for i in idx]
                 bars = ax.bar([i + offset for i in idx], ratios, width=0.27, label=impl)
                 ax.bar_label(bars, fmt="%.2f", fontsize=6)
-        if dev == "cpu" and net == "8x256":
+        if dev == "cpu" and net == "8x256" and not report.get("eikonal"):
             ax.scatter(range(len(kinds)), [TARGETS[k] for k in kinds], marker="_", s=400, c="k", label="target")
         ax.axhline(1.0, color="gray", lw=0.8)
         ax.set_xticks(range(len(kinds)), kinds)
-        ax.set_title(f"{dev}, {net} MLP, {report['points']} points")
+        step = "eikonal step" if report.get("eikonal") else "step"
+        ax.set_title(f"{dev}, {net} MLP, {report['points']} points, {step}")
         ax.set_ylabel("fwd+bwd step time / none")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -141,6 +155,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cuda-repeats", type=int, default=20)
     parser.add_argument("--no-compiled", action="store_true", help="skip the compiled (C++) kernels")
+    parser.add_argument("--eikonal", action="store_true", help="NeuS-shaped step: softplus net + eikonal loss")
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave glibc's allocator alone (default: retain freed memory, as our CLIs)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/norm_overhead.json"))
@@ -154,7 +169,7 @@ def main() -> None:
     for device, repeats in devices:
         for net in args.nets:
             depth, width = (int(v) for v in net.split("x"))
-            res = bench_net(depth, width, args.points, repeats, device, compiled)
+            res = bench_net(depth, width, args.points, repeats, device, compiled, args.eikonal)
             results.setdefault(device.type, {})[net] = res
             _print_table(f"{device.type} {net}", res)
     report = {
@@ -168,6 +183,7 @@ def main() -> None:
             "compare (shared, noisy machines). Targets (8x256, CPU): bn/ln/rms <= 1.15, gn/cn <= 1.25."
         ),
         "points": args.points,
+        "eikonal": args.eikonal,
         "repeats": args.repeats,
         "targets_8x256_cpu": TARGETS,
         "results": results,
