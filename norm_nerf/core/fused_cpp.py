@@ -371,6 +371,14 @@ def kernel_applies(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and norm_kernels() is not None
 
 
+def _kernel_args(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Contiguous input and affine parameters for a kernel (ones and zeros without affine)."""
+    c = x.shape[1]
+    w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
+    b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)
+    return x.contiguous(), w, b
+
+
 class CompiledCrossNormFunction(torch.autograd.Function):
     """Train-mode cross norm through the C++ kernel; same values, gradients and outputs as ``CrossNormFunction``."""
 
@@ -383,10 +391,7 @@ class CompiledCrossNormFunction(torch.autograd.Function):
         eps: float,
         reference: Reference | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        c = x.shape[1]
-        x = x.contiguous()
-        w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
-        b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)
+        x, w, b = _kernel_args(x, weight, bias)
         y, row_mean, row_var, col_mean, col_var = norm_kernels().cross_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var)
         ctx.eps, ctx.affine = eps, weight is not None
@@ -419,14 +424,12 @@ class CompiledRMSNormFunction(torch.autograd.Function):
         eps: float,
         reference: Reference | None = None,
     ) -> Tensor:
-        c = x.shape[1]
-        x = x.contiguous()
-        w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
-        b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)
+        x, w, b = _kernel_args(x, weight, bias)
         y, inv = norm_kernels().rms_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, inv)
         ctx.affine = weight is not None
-        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=functools.partial(rms_norm_grads, eps=eps))
+        grads = functools.partial(rms_norm_grads, eps=eps)
+        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=grads)
         return y
 
     @staticmethod
