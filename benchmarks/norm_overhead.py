@@ -8,8 +8,10 @@ before timing, left out with ``--no-compiled`` or when they cannot be built; on 
 and the median over repeats is taken, so that the ratios to ``none`` in one run share the machine's load;
 compare ratios, not absolute times, across runs. A CUDA section runs the same when a GPU is present.
 
-``--eikonal`` times a NeuS-shaped step instead: a softplus MLP on 3-D points whose loss adds an eikonal term on
-the gradient of its first output w.r.t. the input, so every norm is differentiated twice (double backward).
+``--torch-compile`` adds the whole MLP built with ``impl="reference"`` under ``torch.compile`` (compiled before
+timing; ``none`` too, its ratio is to the eager ``none``). ``--eikonal`` times a NeuS-shaped step instead: a
+softplus MLP on 3-D points whose loss adds an eikonal term on the gradient of its first output w.r.t. the
+input, so every norm is differentiated twice (double backward).
 
     .venv/bin/python benchmarks/norm_overhead.py [--repeats 5] [--nets 10x28 8x256] [--points 65536] [--no-compiled]
     .venv/bin/python benchmarks/norm_overhead.py --eikonal --nets 8x128 --points 16384 \
@@ -37,20 +39,26 @@ TARGETS = {"bn": 1.15, "ln": 1.15, "rms": 1.15, "gn": 1.25, "cn": 1.25}
 """Issue #8 targets for the 8x256 net on the 2-core CPU (ratio to ``none``)."""
 
 
-IMPLS = ("reference", "fast", "compiled")
+IMPLS = ("reference", "fast", "compiled", "torch.compile")
+"""``torch.compile``: the MLP built with ``impl="reference"``, wrapped in ``torch.compile`` (``--torch-compile``)."""
 COMPILED_KINDS = ("bn", "gn", "cn", "rms")
 """Norms with C++ kernels behind ``impl="compiled"`` (for the others it is the same as ``fast``)."""
 
 
-def _configs(compiled: bool) -> list[tuple[str, str]]:
-    """(norm, impl) pairs; ``none`` has a single implementation."""
-    return [("none", "fast")] + [
-        (kind, impl)
-        for kind in NORM_KINDS
-        if kind != "none"
-        for impl in IMPLS
-        if impl != "compiled" or (compiled and kind in COMPILED_KINDS)
-    ]
+def _configs(compiled: bool, torch_compile: bool) -> list[tuple[str, str]]:
+    """(norm, impl) pairs; ``none`` runs eager (``fast``) and, with ``torch_compile``, compiled."""
+    wanted = {"reference", "fast", *(["compiled"] if compiled else []), *(["torch.compile"] if torch_compile else [])}
+    return (
+        [("none", "fast")]
+        + [("none", "torch.compile")] * torch_compile
+        + [
+            (kind, impl)
+            for kind in NORM_KINDS
+            if kind != "none"
+            for impl in IMPLS
+            if impl in wanted and (impl != "compiled" or kind in COMPILED_KINDS)
+        ]
+    )
 
 
 def _step_fn(net: NormMLP, x: torch.Tensor, target: torch.Tensor, eikonal: bool) -> Callable[[], None]:
@@ -84,7 +92,14 @@ def _timer(device: torch.device) -> Callable[[Callable[[], None]], float]:
 
 
 def bench_net(
-    depth: int, width: int, points: int, repeats: int, device: torch.device, compiled: bool, eikonal: bool = False
+    depth: int,
+    width: int,
+    points: int,
+    repeats: int,
+    device: torch.device,
+    compiled: bool,
+    eikonal: bool = False,
+    torch_compile: bool = False,
 ) -> dict[str, dict]:
     """Median step time and ratio to ``none`` for every (norm, impl) on one net size."""
     gen = torch.Generator().manual_seed(0)
@@ -92,10 +107,11 @@ def bench_net(
     x = (torch.rand(points, in_dim, generator=gen) * 2 - 1).to(device)
     target = torch.rand(points, 3, generator=gen).to(device)
     steps = {}
-    for kind, impl in _configs(compiled and device.type == "cpu"):
+    for kind, impl in _configs(compiled and device.type == "cpu", torch_compile):
         torch.manual_seed(0)
-        net = NormMLP(in_dim, 3, depth, width, norm=kind, activation=activation, norm_opts={"impl": impl})
-        steps[(kind, impl)] = _step_fn(net.to(device).train(), x, target, eikonal)
+        opts = {"impl": "reference" if impl == "torch.compile" else impl}
+        net = NormMLP(in_dim, 3, depth, width, norm=kind, activation=activation, norm_opts=opts).to(device).train()
+        steps[(kind, impl)] = _step_fn(torch.compile(net) if impl == "torch.compile" else net, x, target, eikonal)
     timed = _timer(device)
     for step in steps.values():  # warm-up (allocations, lazy init)
         step()
@@ -129,11 +145,11 @@ def plot(report: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (dev, net, res) in zip(axes[0], panels):
         kinds = [k for k in res if k != "none"]
-        for offset, impl in zip((-0.27, 0.0, 0.27), IMPLS):
+        for offset, impl in zip((-0.3, -0.1, 0.1, 0.3), IMPLS):
             idx = [i for i, k in enumerate(kinds) if impl in res[k]]
             if idx:
                 ratios = [res[kinds[i]][impl]["ratio_to_none"] for i in idx]
-                bars = ax.bar([i + offset for i in idx], ratios, width=0.27, label=impl)
+                bars = ax.bar([i + offset for i in idx], ratios, width=0.2, label=impl)
                 ax.bar_label(bars, fmt="%.2f", fontsize=6)
         if dev == "cpu" and net == "8x256" and not report.get("eikonal"):
             ax.scatter(range(len(kinds)), [TARGETS[k] for k in kinds], marker="_", s=400, c="k", label="target")
@@ -156,10 +172,13 @@ def main() -> None:
     parser.add_argument("--cuda-repeats", type=int, default=20)
     parser.add_argument("--no-compiled", action="store_true", help="skip the compiled (C++) kernels")
     parser.add_argument("--eikonal", action="store_true", help="NeuS-shaped step: softplus net + eikonal loss")
+    parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile(reference MLP)")
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave glibc's allocator alone (default: retain freed memory, as our CLIs)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/norm_overhead.json"))
     args = parser.parse_args()
+    if args.eikonal and args.torch_compile:
+        parser.error("--torch-compile cannot be combined with --eikonal: torch.compile has no double backward")
     retained = False if args.default_allocator else retain_freed_memory()
     compiled = not args.no_compiled and norm_kernels() is not None  # builds it now, outside the timings
     devices = [(torch.device("cpu"), args.repeats)]
@@ -169,7 +188,7 @@ def main() -> None:
     for device, repeats in devices:
         for net in args.nets:
             depth, width = (int(v) for v in net.split("x"))
-            res = bench_net(depth, width, args.points, repeats, device, compiled, args.eikonal)
+            res = bench_net(depth, width, args.points, repeats, device, compiled, args.eikonal, args.torch_compile)
             results.setdefault(device.type, {})[net] = res
             _print_table(f"{device.type} {net}", res)
     report = {
