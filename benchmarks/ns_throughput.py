@@ -60,6 +60,7 @@ def _plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     from norm_nerf.ns.compare import chamfer_of_run, train_and_score
+    from norm_nerf.ns.mesh import NoSurfaceError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["norm-mipnerf", "norm-nerf", "norm-neus", "norm-neus-facto"])
@@ -88,8 +89,11 @@ def main() -> None:
             results[method][norm] = {k: r[k] for k in ("psnr", "ssim", "lpips", "train_rays_per_second",
                                                           "step_seconds_median", "train_seconds")}  # fmt: skip
             if method in SURFACE_METHODS:  # the generated scan's ground truth: scan 1 under scene_dtu/gt
-                chamfer = chamfer_of_run(r["config"], scene, scene / "gt", 1, out, args.mesh_resolution)
-                results[method][norm]["chamfer_mm"] = chamfer["overall"]
+                try:
+                    chamfer = chamfer_of_run(r["config"], scene, scene / "gt", 1, out, args.mesh_resolution)
+                    results[method][norm]["chamfer_mm"] = chamfer["overall"]
+                except NoSurfaceError as err:  # a result, not a crash: this run lost (or never found) its surface
+                    results[method][norm].update(chamfer_mm=None, no_surface=str(err))
         base = results[method]["none"]["train_rays_per_second"]
         for r in results[method].values():
             r["rays_per_second_ratio"] = r["train_rays_per_second"] / base

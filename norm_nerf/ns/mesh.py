@@ -65,6 +65,10 @@ def sdf_grid(
     return values.reshape(resolution, resolution, resolution)
 
 
+class NoSurfaceError(ValueError):
+    """The SDF does not cross the level set inside the bounds: there is no surface to mesh."""
+
+
 def marching_cubes(
     grid: Float[np.ndarray, "r r r"], bounds: Bounds, level: float = 0.0
 ) -> tuple[Float[np.ndarray, "v 3"], Int[np.ndarray, "f 3"]]:
@@ -74,7 +78,7 @@ def marching_cubes(
     if not np.isfinite(grid).all():
         raise ValueError(f"the SDF grid has {int((~np.isfinite(grid)).sum())} non-finite values")
     if not grid.min() < level < grid.max():
-        raise ValueError(
+        raise NoSurfaceError(
             f"the SDF has no crossing of level {level:g} inside the bounds (values in [{grid.min():.4g}, "
             f"{grid.max():.4g}]): the surface lies outside the box, or the model has not learned one"
         )

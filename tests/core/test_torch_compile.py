@@ -1,4 +1,4 @@
-"""The torch.compile path: a model built with ``impl="reference"`` and wrapped in ``torch.compile`` trains like eager."""
+"""The torch.compile path: a model built with ``impl="reference"`` under ``torch.compile`` trains like eager."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from norm_nerf.core.norms import RunningStatsNorm
 from norm_nerf.ns.fields import FieldNormConfig
-from norm_nerf.ns.mesh import marching_cubes, mesh_of_model, model_to_world, sdf_grid
+from norm_nerf.ns.mesh import NoSurfaceError, marching_cubes, mesh_of_model, model_to_world, sdf_grid
 from norm_nerf.ns.sdf_field import NormSDFField, NormSDFFieldConfig
 
 RADIUS = 0.5
@@ -162,7 +162,7 @@ def test_marching_cubes_of_an_analytic_sphere() -> None:
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     np.testing.assert_allclose(np.linalg.norm(vertices - centre.numpy(), axis=1), 0.4, atol=2e-3)
     assert mesh.is_watertight and mesh.volume == pytest.approx(4 / 3 * np.pi * 0.4**3, rel=0.02)  # outward faces
-    with pytest.raises(ValueError, match="no crossing of level 0 "):
+    with pytest.raises(NoSurfaceError, match="no crossing of level 0 "):
         marching_cubes(grid + 10.0, bounds)
     with pytest.raises(ValueError, match="max must exceed"):
         sdf_grid(lambda p: p[:, :1], (0, 0, 0, 1, -1, 1), 8)
