@@ -128,10 +128,11 @@ def bench_net(
 
 
 def _print_table(name: str, results: dict[str, dict]) -> None:
-    print(f"\n{name}: step time / none   (reference -> fast [-> compiled]; fast step time)")
+    print(f"\n{name}: step time / none (eager)")
+    print("  " + " " * 6 + "".join(f"{impl:>15s}" for impl in IMPLS))
     for kind, by_impl in results.items():
-        ratios = " -> ".join(f"{by_impl[impl]['ratio_to_none']:5.2f}x" for impl in IMPLS if impl in by_impl)
-        print(f"  {kind:5s} {ratios:32s} ({1e3 * by_impl['fast']['median_s']:8.1f} ms)")
+        cells = [f"{by_impl[impl]['ratio_to_none']:14.2f}x" if impl in by_impl else " " * 15 for impl in IMPLS]
+        print(f"  {kind:6s}" + "".join(cells))
 
 
 def plot(report: dict, path: Path) -> None:
