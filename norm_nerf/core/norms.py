@@ -23,7 +23,8 @@ Every layer's train-mode forward is selected with ``impl``:
 
 All give the same values, gradients and running statistics; eval mode, synchronised (multi-rank) statistics
 and ``torch.func`` transforms (vmap/jacrev, as in the NTK analysis) always use the reference expressions, and a
-double backward (``create_graph=True``) through a fast layer differentiates its reference expression.
+double backward (``create_graph=True``) through a fast or compiled layer evaluates its analytic gradient as a
+differentiable expression (:mod:`norm_nerf.core.norm_grads`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
 NormImpl = Literal["auto", "fast", "reference", "compiled"]
-"""Train-mode forward: compiled where possible, eager fused kernels, plain autograd, or C++ kernels (CPU)."""
+"""Train-mode forward: auto (C++ kernels where they apply, else fast), fast (eager), reference, compiled."""
 NORM_IMPLS: tuple[str, ...] = get_args(NormImpl)
 EPS = 1e-5
 
