@@ -372,7 +372,11 @@ def kernel_applies(x: Tensor) -> bool:
 
 
 def _kernel_args(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Contiguous input and affine parameters for a kernel (ones and zeros without affine)."""
+    """Contiguous input and affine parameters for a kernel (ones and zeros without affine).
+
+    Callers pass a contiguous ``x`` (made so outside the Function): a copy made here would be saved for the double
+    backward without its autograd history, and second derivatives through ``x`` would be lost.
+    """
     c = x.shape[1]
     w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
     b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)

@@ -138,7 +138,10 @@ class RMSNorm(_AffineNorm):
         if self.impl == "reference" or _functorch_active():
             return super().forward(x)
         x2 = self._flatten(x)
-        fn = RMSNormFunction if self._compiled_kernels(x2) is None else CompiledRMSNormFunction
+        if self._compiled_kernels(x2) is None:
+            fn = RMSNormFunction
+        else:  # kernels need a contiguous input; copied here so that autograd records the copy
+            fn, x2 = CompiledRMSNormFunction, x2.contiguous()
         return fn.apply(x2, self.weight, self.bias, self.eps, self._reference_output).reshape(x.shape)
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
@@ -250,6 +253,8 @@ class RunningStatsNorm(_AffineNorm):
         """Train-mode bn/gn through :class:`ScaleShiftNormFunction`, updating the running mean/variance."""
         x2 = self._flatten(x)
         kernels = self._compiled_kernels(x2)
+        if kernels is not None:  # contiguous for the kernels; copied outside the Function so autograd records it
+            x2 = x2.contiguous()
         args = (self.weight, self.bias, self.eps, global_stats, kernels, self._reference_output)
         y, mean, var = ScaleShiftNormFunction.apply(x2, *args)
         if self.should_update():
@@ -384,7 +389,10 @@ class CrossNorm(RunningStatsNorm):
         x2 = self._flatten(x)
         if not self._use_fast_train_path(x2):
             return super().forward(x)
-        fn = CrossNormFunction if self._compiled_kernels(x2) is None else CompiledCrossNormFunction
+        if self._compiled_kernels(x2) is None:
+            fn = CrossNormFunction
+        else:  # kernels need a contiguous input; copied here so that autograd records the copy
+            fn, x2 = CompiledCrossNormFunction, x2.contiguous()
         y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps, self._reference_output)
         if self.should_update():
             self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))

@@ -66,7 +66,7 @@ def sdf_grid(
 
 
 class NoSurfaceError(ValueError):
-    """The SDF does not cross the level set inside the bounds: there is no surface to mesh."""
+    """No surface to mesh: the SDF grid has non-finite values (a diverged model) or no level crossing in the bounds."""
 
 
 def marching_cubes(
@@ -76,7 +76,7 @@ def marching_cubes(
     import mcubes
 
     if not np.isfinite(grid).all():
-        raise ValueError(f"the SDF grid has {int((~np.isfinite(grid)).sum())} non-finite values")
+        raise NoSurfaceError(f"the SDF grid has {int((~np.isfinite(grid)).sum())} non-finite values")
     if not grid.min() < level < grid.max():
         raise NoSurfaceError(
             f"the SDF has no crossing of level {level:g} inside the bounds (values in [{grid.min():.4g}, "

@@ -204,8 +204,8 @@ def test_double_backward_through_compiled_kernels(kind: str) -> None:
     x = torch.randn(40, 6, dtype=torch.float64)
     results = []
     for norm, xi in ((compiled.train(), x.float()), (ref.train(), x)):
-        xi = xi.clone().requires_grad_(True)
-        (gx,) = torch.autograd.grad((norm(xi) ** 3).sum(), xi, create_graph=True)
+        xi = xi.t().contiguous().requires_grad_(True)  # (6, 40) leaf; its transpose is a non-contiguous input
+        (gx,) = torch.autograd.grad((norm(xi.t()) ** 3).sum(), xi, create_graph=True)
         results.append(torch.autograd.grad((gx**2).sum(), [xi, norm.weight]))
     for got, want in zip(*results):
         torch.testing.assert_close(got.double(), want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
