@@ -13,7 +13,7 @@ same values with as few full passes and fresh buffers as possible:
 * the backward pass recomputes what it needs from the input and the saved per-row/per-column vectors, uses
   in-place ops on its own buffers, and folds the affine parameters into its reductions;
 * a backward pass with ``create_graph=True`` (double backward, e.g. an eikonal loss on an SDF network)
-  evaluates the analytic gradients as differentiable expressions instead (:func:`reference_backward`,
+  evaluates the analytic gradients as differentiable expressions instead (:func:`analytic_double_backward`,
   :mod:`norm_nerf.core.norm_grads`), so higher derivatives stay exact.
 
 Each Function returns the batch statistics the layer needs for its running estimates as outputs without
@@ -33,8 +33,6 @@ from torch.autograd.function import FunctionCtx
 from norm_nerf.core.distributed import unbiased_denominator
 from norm_nerf.core.norm_grads import Grads, cross_norm_grads, rms_norm_grads, scale_shift_grads
 
-Reference = Callable[[Tensor], Tensor]
-"""The layer's plain-autograd train-mode output of its flattened input (no running-statistics update)."""
 AnalyticGrads = Callable[[Tensor, Tensor | None, Tensor], Grads]
 """``(x, weight, grad) -> (dx, d_weight, d_bias)`` as differentiable expressions (:mod:`norm_nerf.core.norm_grads`)."""
 
@@ -81,43 +79,30 @@ def moments(x: Float[Tensor, "n c"], total: Tensor, total_sq: Tensor, dim: int) 
     return mean.to(x.dtype), var.to(x.dtype)
 
 
-def remember_reference(
-    ctx: FunctionCtx,
-    reference: Reference | None,
-    weight: Tensor | None,
-    bias: Tensor | None,
-    num_inputs: int,
-    grads: AnalyticGrads | None = None,
+def remember_grads(
+    ctx: FunctionCtx, weight: Tensor | None, bias: Tensor | None, num_inputs: int, grads: AnalyticGrads
 ) -> None:
-    """Keep what :func:`reference_backward` needs; the input ``x`` must be the first saved tensor."""
-    ctx.reference, ctx.params, ctx.num_inputs, ctx.grads = reference, (weight, bias), num_inputs, grads
+    """Keep what :func:`analytic_double_backward` needs; the input ``x`` must be the first saved tensor."""
+    ctx.params, ctx.num_inputs, ctx.grads = (weight, bias), num_inputs, grads
 
 
-def reference_backward(backward: Callable) -> Callable:
+def analytic_double_backward(backward: Callable) -> Callable:
     """Decorate a fast ``backward`` so that it also works under ``create_graph=True`` (double backward).
 
     The fast backward passes are not themselves differentiable (they use in-place ops and C++ kernels). A double
-    backward instead evaluates the layer's analytic gradients as plain tensor expressions
-    (:mod:`norm_nerf.core.norm_grads`, when the Function registered them) or, failing that, re-runs the reference
-    forward on the saved input and returns its autograd gradients with a graph. The Function's first three inputs
-    must be ``x, weight, bias``.
+    backward instead evaluates the layer's analytic gradients (registered with :func:`remember_grads`) as plain
+    tensor expressions (:mod:`norm_nerf.core.norm_grads`) that autograd can differentiate again. The Function's
+    first three inputs must be ``x, weight, bias``.
     """
 
     @functools.wraps(backward)
     def wrapper(ctx: FunctionCtx, grad: Tensor, *rest: Tensor | None) -> tuple[Tensor | None, ...]:
         if not torch.is_grad_enabled():
             return backward(ctx, grad, *rest)
-        candidates = (ctx.saved_tensors[0], *ctx.params)
-        needed = [need and t is not None for t, need in zip(candidates, ctx.needs_input_grad)]
-        tail = [None] * (ctx.num_inputs - 3)
-        if ctx.grads is not None:
-            return (*(g if need else None for g, need in zip(ctx.grads(candidates[0], ctx.params[0], grad), needed)),
-                    *tail)  # fmt: skip
-        if ctx.reference is None:
-            raise RuntimeError("double backward through a fast norm Function needs its reference expression")
-        wanted = [t for t, need in zip(candidates, needed) if need]
-        grads = iter(torch.autograd.grad(ctx.reference(candidates[0]), wanted, grad, create_graph=True))
-        return (*(next(grads) if need else None for need in needed), *tail)
+        x, (weight, bias) = ctx.saved_tensors[0], ctx.params
+        needed = [need and t is not None for t, need in zip((x, weight, bias), ctx.needs_input_grad)]
+        grads = ctx.grads(x, weight, grad)
+        return (*(g if need else None for g, need in zip(grads, needed)), *[None] * (ctx.num_inputs - 3))
 
     return wrapper
 
@@ -151,7 +136,6 @@ class CrossNormFunction(torch.autograd.Function):
         weight: Tensor | None,
         bias: Tensor | None,
         eps: float,
-        reference: Reference | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         n, c = x.shape
         k = n + c
@@ -164,15 +148,15 @@ class CrossNormFunction(torch.autograd.Function):
         ctx.save_for_backward(x, z, weight, row_mean, row_var, col_mean, col_var)
         ctx.eps = eps
         grads = functools.partial(cross_norm_grads, eps=eps)
-        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=grads)
+        remember_grads(ctx, weight, bias, num_inputs=4, grads=grads)
         ctx.mark_non_differentiable(col_mean, col_var)
         return _affine_or_identity(y, weight, bias), col_mean, col_var
 
     @staticmethod
-    @reference_backward
+    @analytic_double_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
         x, z, weight, row_mean, row_var, col_mean, col_var = ctx.saved_tensors
         n, c = x.shape
         k = n + c
@@ -194,7 +178,7 @@ class CrossNormFunction(torch.autograd.Function):
         dx.addcmul_(x, u, value=-1.0)
         dx.add_(torch.add(f_row.unsqueeze(1), e_col, out=r))
         grad_bias = colsum(grad) if weight is not None else None
-        return dx, grad_weight, grad_bias, None, None
+        return dx, grad_weight, grad_bias, None
 
 
 def _inv_std(
@@ -236,7 +220,6 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         eps: float,
         global_stats: bool,
         kernels: object | None = None,
-        reference: Reference | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         n, c = x.shape
         if kernels is None:
@@ -260,15 +243,15 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         ctx.global_stats, ctx.denominator = global_stats, (count - 1 if global_stats else count)
         ctx.kernels = kernels
         grads = functools.partial(scale_shift_grads, eps=eps, global_stats=global_stats)
-        remember_reference(ctx, reference, weight, bias, num_inputs=7, grads=grads)
+        remember_grads(ctx, weight, bias, num_inputs=6, grads=grads)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
-    @reference_backward
+    @analytic_double_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None, None, None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None, None]:
         x, weight, mean, r = ctx.saved_tensors
         n, c = x.shape
         grad = grad.contiguous()
@@ -296,7 +279,7 @@ class ScaleShiftNormFunction(torch.autograd.Function):
                 torch.addcmul(b, x, a, out=dx)
             dx.addcmul_(grad, r * gamma)
         has_affine = weight is not None
-        return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None, None, None
+        return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None, None
 
 
 class RMSNormFunction(torch.autograd.Function):
@@ -309,19 +292,18 @@ class RMSNormFunction(torch.autograd.Function):
         weight: Tensor | None,
         bias: Tensor | None,
         eps: float,
-        reference: Reference | None = None,
     ) -> Tensor:
         c = x.shape[1]
         y = torch.mul(x, x)
         q = torch.rsqrt(rowsum(y) / c + eps)
         torch.mul(x, q.unsqueeze(1), out=y)
         ctx.save_for_backward(x, weight, q)
-        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=functools.partial(rms_norm_grads, eps=eps))
+        remember_grads(ctx, weight, bias, num_inputs=4, grads=functools.partial(rms_norm_grads, eps=eps))
         return _affine_or_identity(y, weight, bias)
 
     @staticmethod
-    @reference_backward
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
+    @analytic_double_backward
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
         x, weight, q = ctx.saved_tensors
         c = x.shape[1]
         grad = grad.contiguous()
@@ -333,4 +315,4 @@ class RMSNormFunction(torch.autograd.Function):
         torch.mul(x, (-(q * q) * hx / c).unsqueeze(1), out=dx)
         dx.addcmul_(grad, gamma).mul_(q.unsqueeze(1))
         grad_bias = colsum(grad) if weight is not None else None
-        return dx, grad_weight, grad_bias, None, None
+        return dx, grad_weight, grad_bias, None

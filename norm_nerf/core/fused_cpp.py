@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from norm_nerf.core.fused import Reference, reference_backward, remember_reference
+from norm_nerf.core.fused import analytic_double_backward, remember_grads
 from norm_nerf.core.norm_grads import cross_norm_grads, rms_norm_grads
 
 _SOURCE = r"""
@@ -393,27 +393,26 @@ class CompiledCrossNormFunction(torch.autograd.Function):
         weight: Tensor | None,
         bias: Tensor | None,
         eps: float,
-        reference: Reference | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         x, w, b = _kernel_args(x, weight, bias)
         y, row_mean, row_var, col_mean, col_var = norm_kernels().cross_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var)
         ctx.eps, ctx.affine = eps, weight is not None
         grads = functools.partial(cross_norm_grads, eps=eps)
-        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=grads)
+        remember_grads(ctx, weight, bias, num_inputs=4, grads=grads)
         ctx.mark_non_differentiable(col_mean, col_var)
         return y, col_mean, col_var
 
     @staticmethod
-    @reference_backward
+    @analytic_double_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
         x, w, row_mean, row_var, col_mean, col_var = ctx.saved_tensors
         dx, dw, db = norm_kernels().cross_norm_backward(
             grad.contiguous(), x, w, row_mean, row_var, col_mean, col_var, ctx.eps
         )
-        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None, None
+        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None
 
 
 class CompiledRMSNormFunction(torch.autograd.Function):
@@ -426,19 +425,18 @@ class CompiledRMSNormFunction(torch.autograd.Function):
         weight: Tensor | None,
         bias: Tensor | None,
         eps: float,
-        reference: Reference | None = None,
     ) -> Tensor:
         x, w, b = _kernel_args(x, weight, bias)
         y, inv = norm_kernels().rms_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, inv)
         ctx.affine = weight is not None
         grads = functools.partial(rms_norm_grads, eps=eps)
-        remember_reference(ctx, reference, weight, bias, num_inputs=5, grads=grads)
+        remember_grads(ctx, weight, bias, num_inputs=4, grads=grads)
         return y
 
     @staticmethod
-    @reference_backward
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
+    @analytic_double_backward
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
         x, w, inv = ctx.saved_tensors
         dx, dw, db = norm_kernels().rms_norm_backward(grad.contiguous(), x, w, inv)
-        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None, None
+        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None

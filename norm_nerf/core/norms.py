@@ -96,18 +96,17 @@ class _AffineNorm(nn.Module):
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
 
-    def _compiled_kernels(self, x: Float[Tensor, "n c"]) -> object | None:
+    def _kernel_input(self, x: Float[Tensor, "n c"]) -> tuple[object | None, Float[Tensor, "n c"]]:
         """The C++ kernels when ``impl`` asks for them (``compiled``, or ``auto`` unless disabled) and they serve
-        ``x``, else None."""
+        ``x``, else None; with the kernels, ``x`` made contiguous here, outside their autograd Function, so that
+        autograd records the copy (a double backward needs the input's history)."""
         wanted = self.impl == "compiled" or (self.impl == "auto" and compiled_enabled())
-        return norm_kernels() if wanted and kernel_applies(x) else None
-
-    def _reference_output(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        """Train-mode output of the reference expressions (what the fast kernels compute)."""
-        return self._apply_affine(self._normalize(x))
+        if not (wanted and kernel_applies(x)):
+            return None, x
+        return norm_kernels(), x.contiguous()
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        return _AffineNorm._reference_output(self, self._flatten(x)).reshape(x.shape)
+        return self._apply_affine(self._normalize(self._flatten(x))).reshape(x.shape)
 
 
 def _functorch_active() -> bool:
@@ -137,12 +136,9 @@ class RMSNorm(_AffineNorm):
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         if self.impl == "reference" or _functorch_active():
             return super().forward(x)
-        x2 = self._flatten(x)
-        if self._compiled_kernels(x2) is None:
-            fn = RMSNormFunction
-        else:  # kernels need a contiguous input; copied here so that autograd records the copy
-            fn, x2 = CompiledRMSNormFunction, x2.contiguous()
-        return fn.apply(x2, self.weight, self.bias, self.eps, self._reference_output).reshape(x.shape)
+        kernels, x2 = self._kernel_input(self._flatten(x))
+        fn = RMSNormFunction if kernels is None else CompiledRMSNormFunction
+        return fn.apply(x2, self.weight, self.bias, self.eps).reshape(x.shape)
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + self.eps)
@@ -185,7 +181,7 @@ class RunningStatsNorm(_AffineNorm):
         self.sync = sync
         self.update_under_no_grad = update_under_no_grad
         self.recalibrating = False
-        self._frozen = False  # no running-statistics updates (frozen_statistics; a double backward's re-run)
+        self._frozen = False  # no running-statistics updates (set by frozen_statistics)
         self._init_values: dict[str, float] = {}
         self.register_buffer("num_batches_tracked", torch.zeros(self.num_slots, dtype=torch.long))
         self._checked_untracked = False  # the first eval pass warns when no training batch was ever seen
@@ -234,14 +230,6 @@ class RunningStatsNorm(_AffineNorm):
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
 
-    def _reference_output(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        """Reference train-mode output from the batch statistics, leaving the running statistics alone."""
-        frozen, self._frozen = self._frozen, True
-        try:
-            return self._apply_affine(self._train_normalize(x))
-        finally:
-            self._frozen = frozen
-
     def _use_fast_train_path(self, x: Float[Tensor, "n c"]) -> bool:
         """Fast kernels serve train mode on one rank; eval mode, synced statistics, N = 0 and ``torch.func``
         transforms use the reference."""
@@ -249,14 +237,12 @@ class RunningStatsNorm(_AffineNorm):
             return False
         return not (self.sync and distributed_world_size() > 1)
 
-    def _scale_shift_forward(self, x: Float[Tensor, "*batch c"], global_stats: bool) -> Float[Tensor, "*batch c"]:
-        """Train-mode bn/gn through :class:`ScaleShiftNormFunction`, updating the running mean/variance."""
-        x2 = self._flatten(x)
-        kernels = self._compiled_kernels(x2)
-        if kernels is not None:  # contiguous for the kernels; copied outside the Function so autograd records it
-            x2 = x2.contiguous()
-        args = (self.weight, self.bias, self.eps, global_stats, kernels, self._reference_output)
-        y, mean, var = ScaleShiftNormFunction.apply(x2, *args)
+    def _scale_shift_forward(
+        self, x: Float[Tensor, "*batch c"], x2: Float[Tensor, "n c"], kernels: object | None, global_stats: bool
+    ) -> Float[Tensor, "*batch c"]:
+        """Train-mode bn/gn of ``x`` (flattened: ``x2``, from :meth:`_kernel_input` with its ``kernels``) through
+        :class:`ScaleShiftNormFunction`, updating the running mean/variance."""
+        y, mean, var = ScaleShiftNormFunction.apply(x2, self.weight, self.bias, self.eps, global_stats, kernels)
         if self.should_update():
             self._update(running_mean=mean, running_var=var)
         return y.reshape(x.shape)
@@ -309,8 +295,10 @@ class BatchNorm(RunningStatsNorm):
             or (not self.training and not self._checked_untracked)
         ):
             return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
-        if self.training and self._compiled_kernels(x2) is not None and not _functorch_active():
-            return self._scale_shift_forward(x, global_stats=False)
+        if self.training and not _functorch_active():
+            kernels, x_kernel = self._kernel_input(x2)
+            if kernels is not None:
+                return self._scale_shift_forward(x, x_kernel, kernels, global_stats=False)
         # Fused native kernel; identical statistics and running-update rule (lerp by the same factor).
         update = self.training and self.should_update()
         factor = self._next_factor() if update else 0.0
@@ -347,9 +335,11 @@ class GlobalNorm(RunningStatsNorm):
         self._register_stat("running_var", 1, 1.0)
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        if not self._use_fast_train_path(self._flatten(x)):
+        x2 = self._flatten(x)
+        if not self._use_fast_train_path(x2):
             return super().forward(x)
-        return self._scale_shift_forward(x, global_stats=True)
+        kernels, x2 = self._kernel_input(x2)
+        return self._scale_shift_forward(x, x2, kernels, global_stats=True)
 
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         _, mean, var = column_moments(x.reshape(-1, 1), sync=self.sync)
@@ -389,11 +379,9 @@ class CrossNorm(RunningStatsNorm):
         x2 = self._flatten(x)
         if not self._use_fast_train_path(x2):
             return super().forward(x)
-        if self._compiled_kernels(x2) is None:
-            fn = CrossNormFunction
-        else:  # kernels need a contiguous input; copied here so that autograd records the copy
-            fn, x2 = CompiledCrossNormFunction, x2.contiguous()
-        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps, self._reference_output)
+        kernels, x2 = self._kernel_input(x2)
+        fn = CrossNormFunction if kernels is None else CompiledCrossNormFunction
+        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps)
         if self.should_update():
             self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))
         return y.reshape(x.shape)

@@ -212,7 +212,7 @@ def test_double_backward_through_compiled_kernels(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["gn", "cn", "rms"])
-def test_double_backward_uses_the_reference_and_keeps_statistics(kind: str) -> None:
+def test_double_backward_matches_the_reference_and_keeps_statistics(kind: str) -> None:
     # An eikonal-style loss: the gradient of the output w.r.t. the input, differentiated again.
     fast, ref = _twins(kind, 4)
     x = torch.randn(12, 4, dtype=torch.float64)
