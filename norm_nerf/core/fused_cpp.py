@@ -43,6 +43,8 @@ _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -250,6 +252,128 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
   return {dx, grad_w, grad_b};
 }
 
+// Second derivatives of the cross norm (double backward, e.g. an eikonal loss). The layer's first backward
+// dx = J^T (g w) is differentiated along v = dL/d(dx): dL/dg = w * (J v) (the forward-mode derivative of the
+// normalized output along v), dL/dw = colsum(g * J v), and dL/dx = H v, the derivative of the analytic dx along v
+// (see CompiledCrossNormGradFunction for the formulas). Three passes: (1) the derivatives of the statistics along v
+// and the sums A, B of the first backward; (2) J v and the sums of the derivatives of dx's terms; (3) H v.
+std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Tensor g, torch::Tensor x,
+                                                      torch::Tensor w, torch::Tensor row_mean, torch::Tensor row_var,
+                                                      torch::Tensor col_mean, torch::Tensor col_var, double eps) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float K = float(n + c), a = (K + 1.0f) / K, fn = float(n) / K, fc = float(c) / K;
+  const float dn = float(denom(n)), dc = float(denom(c));
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *V = v.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float *RM = row_mean.data_ptr<float>(), *RV = row_var.data_ptr<float>();
+  const float *CM = col_mean.data_ptr<float>(), *CV = col_var.data_ptr<float>();
+  std::vector<float> vcol(c), zcol(c);
+  for (int64_t j = 0; j < c; ++j) { vcol[j] = float(CV[j] + eps); zcol[j] = -fn * CM[j]; }
+  auto gx = torch::empty_like(x);  // holds r between the passes, dL/dx on exit
+  auto gg = torch::empty_like(x);  // dL/dg
+  float *GX = gx.data_ptr<float>(), *GG = gg.data_ptr<float>();
+  // pass 1: column sums of v, (x - colmean) v, u = g w z r^3; the same row sums
+  std::vector<float> dmr(n), dbr(n), br(n);
+  Partials<float> p1(n, c, 3, 64);
+  at::parallel_for(0, p1.chunks, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<float> scratch(3 * c);
+    float* __restrict__ T1 = scratch.data();
+    float* __restrict__ T2 = T1 + c;
+    float* __restrict__ T3 = T2 + c;
+    const float *__restrict__ Wl = W, *__restrict__ CMl = CM, *__restrict__ VC = vcol.data(), *__restrict__ ZC = zcol.data();
+    for (int64_t k = k0; k < k1; ++k) {
+      float* __restrict__ sv = p1.data.data() + k * p1.width;
+      float* __restrict__ sxv = sv + c;
+      float* __restrict__ su = sxv + c;
+      for (int64_t i = k * p1.rows_per_chunk; i < p1.end(k, n); ++i) {
+        const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c, *__restrict__ vi = V + i * c;
+        float* __restrict__ ri = GX + i * c;
+        const float rho = RM[i], vrow = RV[i], zrow = -fc * rho;
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) {
+          const float r = 1.0f / std::sqrt(vrow + VC[j]);
+          ri[j] = r;
+          const float z = a * xi[j] + zrow + ZC[j];
+          const float u = gi[j] * Wl[j] * z * r * r * r;
+          sv[j] += vi[j]; sxv[j] += (xi[j] - CMl[j]) * vi[j]; su[j] += u;
+          T1[j] = vi[j]; T2[j] = (xi[j] - rho) * vi[j]; T3[j] = u;
+        }
+        float s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;  // see ROW SUMS above
+#pragma omp simd reduction(+ : s1, s2, s3)
+        for (int64_t j = 0; j < c; ++j) { s1 += T1[j]; s2 += T2[j]; s3 += T3[j]; }
+        dmr[i] = s1 / float(c); dbr[i] = 2.0f * s2 / dc; br[i] = s3 / dc;
+      }
+    }
+  });
+  std::vector<double> col = p1.total();
+  std::vector<float> dmc(c), dac(c), ac(c);
+  for (int64_t j = 0; j < c; ++j) {
+    dmc[j] = float(col[j] / n); dac[j] = float(2.0 * col[c + j] / dn); ac[j] = float(col[2 * c + j] / dn);
+  }
+  // pass 2: t = J v (dz r + z dr), dL/dg = w t; column sums of g t, dp = h dr, du = h r^2 (dz r + 3 z dr); row sums
+  std::vector<float> qr(n), dbbr(n);
+  Partials<float> p2(n, c, 3, 64);
+  at::parallel_for(0, p2.chunks, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<float> scratch(2 * c);
+    float* __restrict__ T1 = scratch.data();
+    float* __restrict__ T2 = T1 + c;
+    const float *__restrict__ Wl = W, *__restrict__ ZC = zcol.data(), *__restrict__ DMC = dmc.data();
+    const float* __restrict__ DAC = dac.data();
+    for (int64_t k = k0; k < k1; ++k) {
+      float* __restrict__ sgt = p2.data.data() + k * p2.width;
+      float* __restrict__ sdp = sgt + c;
+      float* __restrict__ sdu = sdp + c;
+      for (int64_t i = k * p2.rows_per_chunk; i < p2.end(k, n); ++i) {
+        const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c, *__restrict__ vi = V + i * c;
+        const float* __restrict__ ri = GX + i * c;
+        float* __restrict__ ti = GG + i * c;
+        const float zrow = -fc * RM[i], dzrow = -fc * dmr[i], dbrow = dbr[i];
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) {
+          const float r = ri[j], z = a * xi[j] + zrow + ZC[j];
+          const float dz = a * vi[j] - fn * DMC[j] + dzrow;
+          const float dr = -0.5f * r * r * r * (DAC[j] + dbrow);
+          const float t = dz * r + z * dr, h = gi[j] * Wl[j];
+          const float dp = h * dr, du = h * r * r * (dz * r + 3.0f * z * dr);
+          ti[j] = Wl[j] * t;
+          sgt[j] += gi[j] * t; sdp[j] += dp; sdu[j] += du;
+          T1[j] = dp; T2[j] = du;
+        }
+        float s1 = 0.0f, s2 = 0.0f;  // see ROW SUMS above
+#pragma omp simd reduction(+ : s1, s2)
+        for (int64_t j = 0; j < c; ++j) { s1 += T1[j]; s2 += T2[j]; }
+        qr[i] = s1; dbbr[i] = s2 / dc;
+      }
+    }
+  });
+  col = p2.total();
+  auto grad_w = torch::empty({c}, x.options());
+  float* GW = grad_w.data_ptr<float>();
+  std::vector<float> ec(c), lc(c), mc(c);  // per-column constant, v coefficient, x coefficient of H v
+  for (int64_t j = 0; j < c; ++j) {
+    GW[j] = float(col[j]);
+    const float pj = float(col[c + j]), dAj = float(col[2 * c + j] / dn);
+    ec[j] = -pj / K + dmc[j] * ac[j] + CM[j] * dAj;
+    lc[j] = ac[j]; mc[j] = dAj;
+  }
+  // pass 3: H v = a dp - P_j/K - Q_i/K - (v - dm_j) A_j - (x - m_j) dA_j - (v - drho_i) B_i - (x - rho_i) dB_i
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ Wl = W, *__restrict__ DAC = dac.data(), *__restrict__ EC = ec.data();
+    const float *__restrict__ LC = lc.data(), *__restrict__ MC = mc.data();
+    for (int64_t i = i0; i < i1; ++i) {
+      const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c, *__restrict__ vi = V + i * c;
+      float* __restrict__ oi = GX + i * c;  // r on entry
+      const float er = -qr[i] / K + dmr[i] * br[i] + RM[i] * dbbr[i], lr = br[i], mr = dbbr[i], dbrow = dbr[i];
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        const float r = oi[j];
+        const float dp = gi[j] * Wl[j] * (-0.5f * r * r * r * (DAC[j] + dbrow));
+        oi[j] = a * dp + EC[j] + er - vi[j] * (LC[j] + lr) - xi[j] * (MC[j] + mr);
+      }
+    }
+  });
+  return {gx, gg, grad_w};
+}
+
 std::vector<torch::Tensor> rms_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
   const int64_t n = x.size(0), c = x.size(1);
   const float *X = x.data_ptr<float>(), *W = w.data_ptr<float>(), *B = b.data_ptr<float>();
@@ -307,6 +431,96 @@ std::vector<torch::Tensor> rms_norm_backward(torch::Tensor g, torch::Tensor x, t
   for (int64_t j = 0; j < c; ++j) { GW[j] = float(col[j]); GB[j] = float(col[c + j]); }
   return {dx, grad_w, grad_b};
 }
+
+// SOFTPLUS: y = softplus(x) = max(x, 0) + log1p(e) / beta with e = exp(-beta |x|), its derivative sigmoid(beta x) and
+// second derivative beta e / (1 + e)^2, one pass each. The exponential and log1p are inlined polynomials that `omp
+// simd` vectorizes (libm calls do not vectorize here), about 1 ulp; e is flushed to 0 beyond beta |x| > 80 - log(beta),
+// where every result is exact to float precision, so no denormal or overflowing intermediate ever appears (a softplus
+// with beta = 100 on normalized inputs spends most of ATen's time in those slow paths).
+inline float exp_nonpositive(float t) {  // e^t for t in [-87, 0]: Cody-Waite reduction, degree-7 Taylor polynomial
+  const float k = float(int32_t(t * 1.44269504088896341f - 0.5f));  // round(t / ln 2): truncation of a negative
+  const float f = (t - k * 0.693145751953125f) - k * 1.42860682030941723e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * f + 1.0f / 720.0f; p = p * f + 1.0f / 120.0f; p = p * f + 1.0f / 24.0f;
+  p = p * f + 1.0f / 6.0f; p = p * f + 0.5f; p = p * f + 1.0f; p = p * f + 1.0f;
+  const int32_t bits = (int32_t(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(float));
+  return p * scale;
+}
+
+inline float log1p_unit(float e) {  // log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3
+  const float s = e / (2.0f + e), s2 = s * s;
+  float p = 1.0f / 15.0f;
+  p = p * s2 + 1.0f / 13.0f; p = p * s2 + 1.0f / 11.0f; p = p * s2 + 1.0f / 9.0f; p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f; p = p * s2 + 1.0f / 3.0f; p = p * s2 + 1.0f;
+  return 2.0f * s * p;
+}
+
+inline float softplus_cut(double beta) { return float(80.0 - std::max(0.0, std::log(beta))); }
+
+inline float exp_neg_abs(float bx, float cut) {  // exp(-|bx|), 0 beyond the cut (a mask: a select would branch)
+  const float a = std::fabs(bx);
+  return exp_nonpositive(a < cut ? -a : -cut) * float(a < cut);
+}
+
+inline float sigmoid_of(float x, float e) {  // sigmoid(beta x) from e = exp(-beta |x|)
+  const float s = 1.0f / (1.0f + e);
+  return x >= 0.0f ? s : e * s;
+}
+
+template <typename F>
+void elementwise(int64_t size, F f) {
+  at::parallel_for(0, size, 16384, [&](int64_t i0, int64_t i1) { f(i0, i1); });
+}
+
+torch::Tensor softplus_forward(torch::Tensor x, double beta) {
+  const float* X = x.data_ptr<float>();
+  auto y = torch::empty_like(x);
+  float* Y = y.data_ptr<float>();
+  const float b = float(beta), ib = float(1.0 / beta), cut = softplus_cut(beta);
+  elementwise(x.numel(), [&](int64_t i0, int64_t i1) {
+    const float* __restrict__ Xl = X;
+    float* __restrict__ Yl = Y;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) Yl[i] = (Xl[i] > 0.0f ? Xl[i] : 0.0f) + log1p_unit(exp_neg_abs(b * Xl[i], cut)) * ib;
+  });
+  return y;
+}
+
+torch::Tensor softplus_backward(torch::Tensor g, torch::Tensor x, double beta) {
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>();
+  auto dx = torch::empty_like(x);
+  float* D = dx.data_ptr<float>();
+  const float b = float(beta), cut = softplus_cut(beta);
+  elementwise(x.numel(), [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ Xl = X, *__restrict__ Gl = G;
+    float* __restrict__ Dl = D;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+      Dl[i] = Gl[i] * sigmoid_of(Xl[i], exp_neg_abs(b * Xl[i], cut));
+    }
+  });
+  return dx;
+}
+
+std::vector<torch::Tensor> softplus_double_backward(torch::Tensor v, torch::Tensor g, torch::Tensor x, double beta) {
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *V = v.data_ptr<float>();
+  auto dx = torch::empty_like(x), dg = torch::empty_like(x);
+  float *DX = dx.data_ptr<float>(), *DG = dg.data_ptr<float>();
+  const float b = float(beta), cut = softplus_cut(beta);
+  elementwise(x.numel(), [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ Xl = X, *__restrict__ Gl = G, *__restrict__ Vl = V;
+    float *__restrict__ DXl = DX, *__restrict__ DGl = DG;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+      const float e = exp_neg_abs(b * Xl[i], cut), s = 1.0f / (1.0f + e);
+      DGl[i] = Vl[i] * sigmoid_of(Xl[i], e);
+      DXl[i] = Vl[i] * Gl[i] * b * e * s * s;
+    }
+  });
+  return {dx, dg};
+}
 """
 
 
@@ -333,7 +547,7 @@ def _is_built(name: str) -> bool:
 @functools.cache
 def norm_kernels() -> object | None:
     """The compiled extension module, or None (with one warning) when it cannot be built here."""
-    name = f"norm_nerf_norm_kernels_v9_{_cpu_tag()}"
+    name = f"norm_nerf_norm_kernels_v10_{_cpu_tag()}"
     try:
         from torch.utils.cpp_extension import load_inline
 
@@ -347,8 +561,12 @@ def norm_kernels() -> object | None:
                 "scale_add",
                 "cross_norm_forward",
                 "cross_norm_backward",
+                "cross_norm_double_backward",
                 "rms_norm_forward",
                 "rms_norm_backward",
+                "softplus_forward",
+                "softplus_backward",
+                "softplus_double_backward",
             ],
             extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-math-errno"],
             extra_ldflags=["-fopenmp"],
@@ -384,7 +602,11 @@ def _kernel_args(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple
 
 
 class CompiledCrossNormFunction(torch.autograd.Function):
-    """Train-mode cross norm through the C++ kernel; same values, gradients and outputs as ``CrossNormFunction``."""
+    """Train-mode cross norm through the C++ kernel; same values, gradients and outputs as ``CrossNormFunction``.
+
+    Its backward under ``create_graph=True`` (double backward) is :class:`CompiledCrossNormGradFunction`, whose own
+    backward is a C++ kernel too.
+    """
 
     @staticmethod
     def forward(
@@ -397,22 +619,98 @@ class CompiledCrossNormFunction(torch.autograd.Function):
         x, w, b = _kernel_args(x, weight, bias)
         y, row_mean, row_var, col_mean, col_var = norm_kernels().cross_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var)
-        ctx.eps, ctx.affine = eps, weight is not None
-        grads = functools.partial(cross_norm_grads, eps=eps)
-        remember_grads(ctx, weight, bias, num_inputs=4, grads=grads)
+        ctx.eps, ctx.weight, ctx.bias = eps, weight, bias
         ctx.mark_non_differentiable(col_mean, col_var)
         return y, col_mean, col_var
 
     @staticmethod
-    @analytic_double_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
-        x, w, row_mean, row_var, col_mean, col_var = ctx.saved_tensors
-        dx, dw, db = norm_kernels().cross_norm_backward(
-            grad.contiguous(), x, w, row_mean, row_var, col_mean, col_var, ctx.eps
-        )
-        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        x, w, *stats = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
+            dx, dw, db = CompiledCrossNormGradFunction.apply(x, ctx.weight, grad, *stats, ctx.eps)
+        else:
+            dx, dw, db = norm_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, ctx.eps)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None
+
+
+class CompiledCrossNormGradFunction(torch.autograd.Function):
+    """The cross norm's first backward ``(x, weight, g) -> (dx, d_weight, d_bias)`` as a differentiable op.
+
+    ``dx = J(x)^T (g w)`` with ``J`` the Jacobian of the normalized output ``yhat = z r`` (no affine), so for an
+    upstream ``v = dL/d(dx)``: ``dL/dg = w (J v)``, ``dL/dw = colsum(g (J v))`` and ``dL/dx = H v``, the derivative of
+    the analytic ``dx`` (see :func:`norm_nerf.core.norm_grads.cross_norm_grads`) along ``v`` with ``h = g w`` held
+    fixed. With ``dm, drho`` (column and row means of ``v``), ``da = 2 colsum((x - m) v) / (N-1)``,
+    ``db = 2 rowsum((x - rho) v) / (C-1)``, ``dz = (K+1)/K v - N/K dm - C/K drho`` and
+    ``dr = -r^3 (da + db) / 2``: ``J v = dz r + z dr``, and with ``dp = h dr``, ``du = h r^2 (dz r + 3 z dr)``,
+    ``A = colsum(h z r^3) / (N-1)``, ``B = rowsum(h z r^3) / (C-1)``::
+
+        H v = (K+1)/K dp - colsum(dp)/K - rowsum(dp)/K - (v - dm) A - (x - m) colsum(du)/(N-1)
+              - (v - drho) B - (x - rho) rowsum(du)/(C-1)
+
+    The C++ kernel makes three passes over ``N x C`` (about 20 autograd ops per layer before, each a pass and most a
+    fresh buffer). Upstream gradients of ``d_weight`` / ``d_bias`` (rare: only a loss on the weight gradients) add
+    ``J^T (g v_w)`` to ``dL/dx`` and ``v_w yhat + v_b`` to ``dL/dg``. A third derivative (``create_graph`` in this
+    backward) differentiates the analytic expressions of :mod:`norm_nerf.core.norm_grads` instead.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        grad: Tensor,
+        row_mean: Tensor,
+        row_var: Tensor,
+        col_mean: Tensor,
+        col_var: Tensor,
+        eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        _, w, _ = _kernel_args(x, weight, None)
+        stats = (row_mean, row_var, col_mean, col_var)
+        dx, dw, db = norm_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, eps)
+        ctx.save_for_backward(x, weight, grad, w, *stats)
+        ctx.eps = eps
+        return dx, dw, db
+
+    @staticmethod
+    def backward(
+        ctx: FunctionCtx, v: Tensor | None, v_w: Tensor | None, v_b: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        x, weight, grad, w, *stats = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return (*_grad_of_grads(x, weight, grad, v, v_w, v_b, eps=ctx.eps), *[None] * 5)
+        kernels, g = norm_kernels(), grad.detach().contiguous()
+        v = torch.zeros_like(x) if v is None else v.contiguous()
+        dx, dg, dw = kernels.cross_norm_double_backward(v, g, x.detach(), w, *stats, ctx.eps)
+        if v_w is not None:  # d_weight = colsum(g yhat)
+            dx += kernels.cross_norm_backward(g, x.detach(), v_w.contiguous(), *stats, ctx.eps)[0]
+            ones, zeros = torch.ones_like(w), torch.zeros_like(w)
+            dg += kernels.cross_norm_forward(x.detach(), ones, zeros, ctx.eps)[0] * v_w
+        if v_b is not None:  # d_bias = colsum(g)
+            dg += v_b
+        return dx, (dw if weight is not None else None), dg, *[None] * 5
+
+
+def _grad_of_grads(
+    x: Tensor, weight: Tensor | None, grad: Tensor, *upstream: Tensor | None, eps: float
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The vector-Jacobian product of ``(x, weight, grad) -> cross_norm_grads(x, weight, grad)`` with ``upstream``,
+    through the analytic expressions and differentiable again (a third derivative).
+
+    ``torch.func.vjp`` differentiates the expressions with respect to their own arguments only: ``grad`` itself
+    depends on ``x`` through the layer's output, and a plain ``autograd.grad`` with respect to ``x`` would count that
+    path twice."""
+    from torch.func import vjp
+
+    def grads(x: Tensor, g: Tensor, *w: Tensor) -> tuple[Tensor, ...]:
+        return tuple(o for o in cross_norm_grads(x, w[0] if w else None, g, eps) if o is not None)
+
+    outputs, pullback = vjp(grads, x, grad, *([weight] if weight is not None else []))
+    got = pullback(tuple(torch.zeros_like(o) if u is None else u for o, u in zip(outputs, upstream)))
+    return got[0], (got[2] if weight is not None else None), got[1]
 
 
 class CompiledRMSNormFunction(torch.autograd.Function):

@@ -10,6 +10,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from norm_nerf.core.norms import build_norm, check_norm_kind
+from norm_nerf.core.softplus import Softplus
 
 Activation = Literal["relu", "softplus", "sigmoid", "tanh", "gelu", "silu", "none"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
@@ -20,7 +21,7 @@ def build_activation(name: str | None, softplus_beta: float = 100.0) -> nn.Modul
     key = "none" if name is None else str(name).lower()
     table = {
         "relu": lambda: nn.ReLU(),
-        "softplus": lambda: nn.Softplus(beta=softplus_beta),
+        "softplus": lambda: Softplus(beta=softplus_beta),
         "sigmoid": lambda: nn.Sigmoid(),
         "tanh": lambda: nn.Tanh(),
         "gelu": lambda: nn.GELU(),
