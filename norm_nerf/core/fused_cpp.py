@@ -279,7 +279,8 @@ std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Te
     float* __restrict__ T1 = scratch.data();
     float* __restrict__ T2 = T1 + c;
     float* __restrict__ T3 = T2 + c;
-    const float *__restrict__ Wl = W, *__restrict__ CMl = CM, *__restrict__ VC = vcol.data(), *__restrict__ ZC = zcol.data();
+    const float *__restrict__ Wl = W, *__restrict__ CMl = CM;
+    const float *__restrict__ VC = vcol.data(), *__restrict__ ZC = zcol.data();
     for (int64_t k = k0; k < k1; ++k) {
       float* __restrict__ sv = p1.data.data() + k * p1.width;
       float* __restrict__ sxv = sv + c;
@@ -483,7 +484,8 @@ torch::Tensor softplus_forward(torch::Tensor x, double beta) {
     const float* __restrict__ Xl = X;
     float* __restrict__ Yl = Y;
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) Yl[i] = (Xl[i] > 0.0f ? Xl[i] : 0.0f) + log1p_unit(exp_neg_abs(b * Xl[i], cut)) * ib;
+    for (int64_t i = i0; i < i1; ++i)
+      Yl[i] = (Xl[i] > 0.0f ? Xl[i] : 0.0f) + log1p_unit(exp_neg_abs(b * Xl[i], cut)) * ib;
   });
   return y;
 }
