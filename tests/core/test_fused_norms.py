@@ -244,3 +244,30 @@ def test_torch_func_transforms_use_the_reference(kind: str) -> None:
     want = jacrev(lambda p: functional_call(ref.train(), p, (x,)))(params)
     for name in params:
         torch.testing.assert_close(jac[name], want[name], rtol=1e-9, atol=1e-9)
+
+
+@needs_kernels
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(1, 4), (5, 1), (40, 6), (300, 17)])
+def test_compiled_cross_norm_second_and_third_derivatives(shape: tuple[int, int], affine: bool) -> None:
+    # Losses on all three first-order gradients (input, weight, bias: the v, v_w and v_b paths of the double-backward
+    # kernel), differentiated again with create_graph (the analytic-expression fallback), against float64 autograd of
+    # the reference expressions.
+    _, ref = _twins("cn", shape[1], affine=affine)
+    compiled = build_norm("cn", shape[1], impl="compiled", affine=affine)
+    compiled.load_state_dict(ref.state_dict())
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64) * 2 + 0.5
+    results = []
+    for norm, xi in ((compiled.train(), x.float()), (ref.train(), x)):
+        xi = xi.clone().requires_grad_(True)
+        params = [p for p in (norm.weight, norm.bias) if p is not None]
+        y = norm(xi)
+        grads = torch.autograd.grad((y**3).sum(), [xi, *params], create_graph=True)
+        loss = (grads[0] ** 2).sum() + sum((g * torch.arange(1.0, g.numel() + 1)).square().sum() for g in grads[1:])
+        second = torch.autograd.grad(loss, [xi, *params], create_graph=True)
+        third = torch.autograd.grad((second[0] ** 2).sum(), [xi, *params])
+        results.append([*second, *third])
+    for got, want in zip(*results):
+        want = want.detach()
+        torch.testing.assert_close(got.detach().double(), want, rtol=1e-3, atol=1e-3 * max(1.0, float(want.abs().max())))
