@@ -31,6 +31,7 @@ import torch
 from _report import machine_info, write_report
 
 from norm_nerf.core.cpu_memory import retain_freed_memory
+from norm_nerf.core.cpu_setup import flush_denormals
 from norm_nerf.core.fused_cpp import norm_kernels
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import NORM_KINDS
@@ -182,6 +183,7 @@ def main() -> None:
         parser.error("--torch-compile cannot be combined with --eikonal: torch.compile has no double backward")
     retained = False if args.default_allocator else retain_freed_memory()
     compiled = not args.no_compiled and norm_kernels() is not None  # builds it now, outside the timings
+    flushed = flush_denormals()  # as our CLIs and CPU nerfstudio runs (NORM_NERF_FLUSH_DENORMALS=0 opts out)
     devices = [(torch.device("cpu"), args.repeats)]
     if torch.cuda.is_available():
         devices.append((torch.device("cuda"), args.cuda_repeats))
@@ -197,6 +199,7 @@ def main() -> None:
             cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             malloc_env={k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
             retain_freed_memory=retained,
+            flush_denormal_threads=flushed,
         ),
         "note": (
             "median of interleaved repeats of one fwd+bwd step; ratios to 'none' within one run are what to "

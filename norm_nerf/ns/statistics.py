@@ -9,7 +9,7 @@ import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from torch import nn
 
-from norm_nerf.core.cpu_memory import retain_freed_memory
+from norm_nerf.core.cpu_setup import prepare_cpu_training
 from norm_nerf.core.norms import running_stat_norms, set_stat_slot
 from norm_nerf.core.recalibrate import recalibrate
 
@@ -44,11 +44,12 @@ def recalibrate_model(model: Any, datamanager: Any, step: int, num_batches: int)
 def recalibration_callback(model: Any, attrs: TrainingCallbackAttributes, num_batches: int) -> list[TrainingCallback]:
     """A callback that recalibrates right before every evaluation and every checkpoint (and at the end).
 
-    On CPU it also keeps freed memory for reuse (:func:`norm_nerf.core.cpu_memory.retain_freed_memory`), for every
-    norm including ``none``, so normalized and base runs are timed alike."""
+    On CPU it also applies the CPU training settings (:func:`norm_nerf.core.cpu_setup.prepare_cpu_training`: freed
+    memory kept for reuse, denormals flushed to zero), for every norm including ``none``, so normalized and base runs
+    are timed alike."""
     trainer, pipeline = attrs.trainer, attrs.pipeline
     if pipeline is not None and torch.device(pipeline.device).type == "cpu":
-        retain_freed_memory()  # CPU training reallocates the same large activations every step
+        prepare_cpu_training()
     if trainer is None or pipeline is None or not running_stat_norms(model) or num_batches < 1:
         return []
     cfg = trainer.config
