@@ -7,6 +7,9 @@ step; the first 5 skipped), stated as a ratio to the base method measured in the
 
     .venv/bin/python benchmarks/ns_throughput.py [--methods norm-mipnerf norm-nerf norm-neus] [--norms none cn]
         [--steps 200] [--out benchmarks/results/ns_throughput.json]
+
+``--scene DIR`` trains the surface methods on a real scan in the NeuS/DTU layout instead (e.g. ``../shared/data/dtu/
+scan65``, with ``--downscale-factor``); chamfer is scored only where ``DIR/gt`` holds DTU-style ground truth.
 """
 
 from __future__ import annotations
@@ -72,23 +75,32 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--mesh-resolution", type=int, default=128, help="marching-cubes grid for surface methods")
     parser.add_argument("--size", type=int, default=40, help="image width of the generated scenes")
+    parser.add_argument("--scene", type=Path, default=None, help="a NeuS/DTU-layout scan for the surface methods")
+    parser.add_argument("--downscale-factor", type=int, default=1, help="norm-dtu downscaling of --scene's images")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_ns"), help="scenes, runs and renders")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_throughput.json"))
     args = parser.parse_args()
     if "none" not in args.norms:
         args.norms = ["none", *args.norms]
     scenes = _scenes(args.work, args.size)
+    dataparser: dict = {}
+    if args.scene is not None:
+        if not (args.scene / "cameras_sphere.npz").is_file():
+            parser.error(f"--scene {args.scene}: no cameras_sphere.npz (expected the NeuS/DTU layout)")
+        scenes["dtu"], dataparser = args.scene, {"downscale_factor": args.downscale_factor}
     results: dict[str, dict[str, dict]] = {}
     for method in args.methods:
-        scene = scenes["dtu" if method in SURFACE_METHODS else "blender"]
+        surface = method in SURFACE_METHODS
+        scene = scenes["dtu" if surface else "blender"]
         results[method] = {}
         for norm in args.norms:
             out = args.work / f"{method}-{norm}"
             r = train_and_score(method, norm, scene, out, args.steps, args.rays, args.samples, args.width,
+                                dataparser_options=dataparser if surface else None,
                                 model_options={"norm_impl": args.impl})  # fmt: skip
             results[method][norm] = {k: r[k] for k in ("psnr", "ssim", "lpips", "train_rays_per_second",
                                                           "step_seconds_median", "train_seconds")}  # fmt: skip
-            if method in SURFACE_METHODS:  # the generated scan's ground truth: scan 1 under scene_dtu/gt
+            if surface and (scene / "gt").is_dir():  # the generated scan's ground truth: scan 1 under scene_dtu/gt
                 try:
                     chamfer = chamfer_of_run(r["config"], scene, scene / "gt", 1, out, args.mesh_resolution)
                     results[method][norm]["chamfer_mm"] = chamfer["overall"]
