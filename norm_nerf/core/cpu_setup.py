@@ -12,6 +12,7 @@ PyTorch does not).
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -36,6 +37,8 @@ def flush_denormals() -> int:
         kernels = norm_kernels() if compiled_enabled() else None
         main = torch.set_flush_denormal(True)
         _flushed[threads] = int(kernels.flush_denormals(True)) if kernels is not None else int(main)
+        # numpy notices the flushed mode when it computes float limits and warns each time; it is intended here
+        warnings.filterwarnings("ignore", message="The value of the smallest subnormal", category=UserWarning)
     return _flushed[threads]
 
 

@@ -13,6 +13,12 @@ Batch and global norm: :class:`norm_nerf.core.fused.ScaleShiftNormFunction` take
 ``scale_add(g, x, p, q, s)`` (``g p_j + x q_j + s_j``, the input gradient in one pass), which save the
 ``x * x`` and ``g * x`` buffers and two passes of the eager version.
 
+Cross norm's double backward (``create_graph=True``, NeuS's eikonal loss): :class:`CompiledCrossNormGradFunction`
+makes the first backward a differentiable op whose own backward is three passes (``cross_norm_double_backward``).
+
+Softplus (:mod:`norm_nerf.core.softplus`): forward, backward and double backward, one vectorized pass each.
+``flush_denormals``: FTZ/DAZ in every OpenMP thread (:mod:`norm_nerf.core.cpu_setup`).
+
 RMS norm: one pass over each row forward (its sum of squares, then the output while the row is in cache) and
 one backward (the row's ``sum_j g w x``, the input gradient, and column partials for the affine gradients).
 

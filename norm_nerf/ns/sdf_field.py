@@ -5,9 +5,10 @@ the NeuS architecture of Wang et al. (2021) on our core: positional encoding of 
 k < 6, plus x), an 8 x 256 softplus(beta = 100) SDF network with a skip connection at layer 4 that outputs
 the SDF and a 256-d geometry feature, a 4 x 256 ReLU colour network on (x, view direction, SDF gradient,
 feature) with a sigmoid output, and NeuS's learnable inverse deviation ``s``. Normals are the autograd
-gradient of the SDF, also in eval mode; the eikonal loss differentiates the SDF network twice, which the norms'
-fast layers support through their analytic gradients written as differentiable expressions
-(:mod:`norm_nerf.core.norm_grads`). With ``use_grid_feature`` (neus-facto) a
+gradient of the SDF, also in eval mode; the eikonal loss differentiates the SDF network twice: compiled cross norm
+and the softplus activations do it in C++ kernels (:class:`norm_nerf.core.fused_cpp.CompiledCrossNormGradFunction`,
+:mod:`norm_nerf.core.softplus`), the other norms through their analytic gradients written as differentiable
+expressions (:mod:`norm_nerf.core.norm_grads`). With ``use_grid_feature`` (neus-facto) a
 multiresolution hash grid (core ``HashGridEncoding``: plain torch, tinycudann when installed) adds features of x.
 
 Geometric initialisation (the surface starts as a sphere of radius r) and normalization:
@@ -242,8 +243,7 @@ class NormSDFField(Field):
             norm=sdf_norm,
             activation="softplus",
             skips=tuple(s for s in config.skip_connections if 0 < s < config.num_layers),
-            # the eikonal loss differentiates the SDF twice: the norms' double backward evaluates their analytic
-            # gradients as differentiable expressions (norm_nerf.core.norm_grads)
+            # the eikonal loss differentiates the SDF twice (double backward: see the module docstring)
             norm_opts=norm.norm_opts() if sdf_norm != "none" else None,
             softplus_beta=config.softplus_beta,
         )
