@@ -183,7 +183,7 @@ def main() -> None:
         parser.error("--torch-compile cannot be combined with --eikonal: torch.compile has no double backward")
     retained = False if args.default_allocator else retain_freed_memory()
     compiled = not args.no_compiled and norm_kernels() is not None  # builds it now, outside the timings
-    flushed = flush_denormals()  # as our CLIs and CPU nerfstudio runs (NORM_NERF_FLUSH_DENORMALS=0 opts out)
+    flushed = flush_denormals()  # as CPU nerfstudio runs (NORM_NERF_FLUSH_DENORMALS=0 opts out)
     devices = [(torch.device("cpu"), args.repeats)]
     if torch.cuda.is_available():
         devices.append((torch.device("cuda"), args.cuda_repeats))

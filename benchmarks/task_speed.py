@@ -19,7 +19,7 @@ import torch
 from _report import machine_info, write_report
 
 from norm_nerf.core import build_network
-from norm_nerf.core.cpu_setup import prepare_cpu_training
+from norm_nerf.core.cpu_memory import retain_freed_memory
 
 
 def _signals() -> dict[str, tuple[object, int, int, int, int]]:
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/task_speed.json"))
     args = parser.parse_args()
-    prepare_cpu_training()  # as the norm-inr CLI does
+    retain_freed_memory()  # as the norm-inr CLI does
     report = {
         "machine": machine_info(),
         "note": "median of repeats; ratios within one run are what to compare (shared, noisy machines)",

@@ -10,12 +10,12 @@ from typing import Any
 def run_cli(main: Callable[[], Any]) -> None:
     """Run ``main``; known user errors (bad files, names, values) exit with status 2 and a message.
 
-    CPU training settings apply (:func:`norm_nerf.core.cpu_setup.prepare_cpu_training`): freed memory is kept for
-    reuse (training reallocates the same large activations every step) and denormal floats are flushed to zero.
+    Freed CPU memory is kept for reuse (:func:`norm_nerf.core.cpu_memory.retain_freed_memory`): training reallocates
+    the same large activations every step.
     """
-    from norm_nerf.core.cpu_setup import prepare_cpu_training
+    from norm_nerf.core.cpu_memory import retain_freed_memory
 
-    prepare_cpu_training()
+    retain_freed_memory()
     try:
         main()
     except (ValueError, FileNotFoundError, FileExistsError, TypeError, FloatingPointError) as err:

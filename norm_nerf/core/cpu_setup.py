@@ -1,4 +1,4 @@
-"""Process settings for training on a CPU: keep freed memory, flush denormal floats to zero.
+"""Process settings for training nerfstudio methods on a CPU: keep freed memory, flush denormal floats to zero.
 
 Denormal floats (below 1.2e-38 in float32) take a slow microcode path on x86 CPUs, tens of times slower per operation.
 They are common in a NeuS step: softplus with beta = 100 on normalized pre-activations has derivatives down to
