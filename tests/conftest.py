@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# The denormal flush (norm_nerf.core.cpu_setup) is process state that in-process nerfstudio runs would switch on for
+# every later test; tests/core/test_cpu_setup.py checks it in subprocesses instead.
+os.environ["NORM_NERF_FLUSH_DENORMALS"] = "0"
 
 
 @pytest.fixture

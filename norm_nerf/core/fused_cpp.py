@@ -443,11 +443,12 @@ std::vector<torch::Tensor> rms_norm_backward(torch::Tensor g, torch::Tensor x, t
   return {dx, grad_w, grad_b};
 }
 
-// SOFTPLUS: y = softplus(x) = max(x, 0) + log1p(e) / beta with e = exp(-beta |x|), its derivative sigmoid(beta x) and
-// second derivative beta e / (1 + e)^2, one pass each. The exponential and log1p are inlined polynomials that `omp
-// simd` vectorizes (libm calls do not vectorize here), about 1 ulp; e is flushed to 0 beyond beta |x| > 80 - log(beta),
-// where every result is exact to float precision, so no denormal or overflowing intermediate ever appears (a softplus
-// with beta = 100 on normalized inputs spends most of ATen's time in those slow paths).
+// SOFTPLUS (beta > 0): y = softplus(x) = max(x, 0) + log1p(e) / beta with e = exp(-beta |x|), its derivative
+// sigmoid(beta x) and second derivative beta e / (1 + e)^2, one pass each. The exponential and log1p are inlined
+// polynomials that `omp simd` vectorizes (libm calls, std::floor and selects of costly values do not vectorize here),
+// about 1 ulp. Beyond beta |x| > 80 - log(beta) e is taken as 0 (the terms it feeds are below 1e-33 there; NaN still
+// propagates), so no overflowing or denormal intermediate appears: a softplus with beta = 100 on normalized inputs
+// spends most of ATen's time in those slow paths.
 inline float exp_nonpositive(float t) {  // e^t for t in [-87, 0]: Cody-Waite reduction, degree-7 Taylor polynomial
   const float k = float(int32_t(t * 1.44269504088896341f - 0.5f));  // round(t / ln 2): truncation of a negative
   const float f = (t - k * 0.693145751953125f) - k * 1.42860682030941723e-06f;
@@ -494,8 +495,10 @@ torch::Tensor softplus_forward(torch::Tensor x, double beta) {
     const float* __restrict__ Xl = X;
     float* __restrict__ Yl = Y;
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i)
-      Yl[i] = (Xl[i] > 0.0f ? Xl[i] : 0.0f) + log1p_unit(exp_neg_abs(b * Xl[i], cut)) * ib;
+    for (int64_t i = i0; i < i1; ++i) {
+      const float y = (Xl[i] > 0.0f ? Xl[i] : 0.0f) + log1p_unit(exp_neg_abs(b * Xl[i], cut)) * ib;
+      Yl[i] = Xl[i] == Xl[i] ? y : Xl[i];  // NaN in, NaN out
+    }
   });
   return y;
 }
@@ -510,7 +513,8 @@ torch::Tensor softplus_backward(torch::Tensor g, torch::Tensor x, double beta) {
     float* __restrict__ Dl = D;
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
-      Dl[i] = Gl[i] * sigmoid_of(Xl[i], exp_neg_abs(b * Xl[i], cut));
+      const float d = Gl[i] * sigmoid_of(Xl[i], exp_neg_abs(b * Xl[i], cut));
+      Dl[i] = Xl[i] == Xl[i] ? d : Xl[i];
     }
   });
   return dx;
@@ -527,8 +531,9 @@ std::vector<torch::Tensor> softplus_double_backward(torch::Tensor v, torch::Tens
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
       const float e = exp_neg_abs(b * Xl[i], cut), s = 1.0f / (1.0f + e);
-      DGl[i] = Vl[i] * sigmoid_of(Xl[i], e);
-      DXl[i] = Vl[i] * Gl[i] * b * e * s * s;
+      const float dg = Vl[i] * sigmoid_of(Xl[i], e), dx = Vl[i] * Gl[i] * b * e * s * s;
+      DGl[i] = Xl[i] == Xl[i] ? dg : Xl[i];
+      DXl[i] = Xl[i] == Xl[i] ? dx : Xl[i];
     }
   });
   return {dx, dg};
@@ -649,8 +654,8 @@ class CompiledCrossNormFunction(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         x, w, b = _kernel_args(x, weight, bias)
         y, row_mean, row_var, col_mean, col_var = norm_kernels().cross_norm_forward(x, w, b, eps)
-        ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var)
-        ctx.eps, ctx.weight, ctx.bias = eps, weight, bias
+        ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var, weight)
+        ctx.eps = eps
         ctx.mark_non_differentiable(col_mean, col_var)
         return y, col_mean, col_var
 
@@ -658,9 +663,9 @@ class CompiledCrossNormFunction(torch.autograd.Function):
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
-        x, w, *stats = ctx.saved_tensors
+        x, w, *stats, weight = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
-            dx, dw, db = CompiledCrossNormGradFunction.apply(x, ctx.weight, grad, *stats, ctx.eps)
+            dx, dw, db = CompiledCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps)
         else:
             dx, dw, db = norm_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, ctx.eps)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
@@ -704,6 +709,7 @@ class CompiledCrossNormGradFunction(torch.autograd.Function):
         dx, dw, db = norm_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, eps)
         ctx.save_for_backward(x, weight, grad, w, *stats)
         ctx.eps = eps
+        ctx.set_materialize_grads(False)  # upstream gradients of d_weight/d_bias are usually absent: None, not zeros
         return dx, dw, db
 
     @staticmethod

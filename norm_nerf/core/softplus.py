@@ -67,7 +67,7 @@ class SoftplusGradFunction(torch.autograd.Function):
 
 class Softplus(nn.Module):
     """``nn.Softplus(beta)`` (threshold 20 off the kernel path; the kernel is exact to float precision instead)
-    whose float32 CPU path runs the compiled kernels when ``impl`` allows it.
+    whose float32 CPU path runs the compiled kernels when ``impl`` allows it and ``beta`` is finite and positive.
 
     Args:
         beta: the sharpness ``beta``.
@@ -80,10 +80,11 @@ class Softplus(nn.Module):
         if impl not in ("auto", "compiled", "reference"):
             raise ValueError(f"Softplus impl must be auto, compiled or reference, got {impl!r}")
         self.beta, self.impl = float(beta), impl
+        self._kernel_beta = 0.0 < self.beta < float("inf")  # the kernels' formulas assume a finite beta > 0
 
     def _use_kernels(self, x: Tensor) -> bool:
         wanted = self.impl == "compiled" or (self.impl == "auto" and compiled_enabled())
-        if not wanted or _functorch_active() or torch.compiler.is_compiling():
+        if not (wanted and self._kernel_beta) or _functorch_active() or torch.compiler.is_compiling():
             return False
         return kernel_applies(x)
 

@@ -23,7 +23,8 @@ print(threads, before, after, x.numel())
 """
 
 
-def _run(env: dict | None = None) -> list[int]:
+def _run(flush: bool = True) -> list[int]:
+    env = {**os.environ, "NORM_NERF_FLUSH_DENORMALS": "1" if flush else "0"}  # tests/conftest.py turns it off here
     out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True, env=env)
     return [int(v) for v in out.stdout.split()]
 
@@ -38,5 +39,5 @@ def test_flush_denormals_reaches_every_intra_op_thread() -> None:
 
 
 def test_flush_denormals_opt_out() -> None:
-    threads, before, after, n = _run({**os.environ, "NORM_NERF_FLUSH_DENORMALS": "0"})
+    threads, before, after, n = _run(flush=False)
     assert threads == 0 and before == after == n
