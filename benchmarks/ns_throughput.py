@@ -23,12 +23,13 @@ from _report import machine_info, write_report
 SURFACE_METHODS = ("norm-neus", "norm-neus-facto")
 
 
-def _scenes(work: Path, size: int) -> dict[str, Path]:
-    """A Blender-layout torus and a NeuS/DTU-layout torus, generated once into ``work``."""
+def _scenes(work: Path, size: int, dtu_scene: Path | None = None) -> dict[str, Path]:
+    """A Blender-layout torus and a NeuS/DTU-layout torus, generated once into ``work`` (the latter only when no
+    ``dtu_scene`` is given)."""
     from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
     from norm_nerf.data.dtu import DTUSceneConfig, write_dtu_scene
 
-    blender, dtu = work / "scene_blender", work / "scene_dtu"
+    blender, dtu = work / "scene_blender", dtu_scene or work / "scene_dtu"
     if not (blender / "transforms_test.json").is_file():
         write_blender_scene(BlenderSceneConfig(out=blender, shape="torus", views=24, val_views=1, test_views=2,
                                                size=size, overwrite=True))  # fmt: skip
@@ -82,12 +83,12 @@ def main() -> None:
     args = parser.parse_args()
     if "none" not in args.norms:
         args.norms = ["none", *args.norms]
-    scenes = _scenes(args.work, args.size)
     dataparser: dict = {}
     if args.scene is not None:
         if not (args.scene / "cameras_sphere.npz").is_file():
             parser.error(f"--scene {args.scene}: no cameras_sphere.npz (expected the NeuS/DTU layout)")
-        scenes["dtu"], dataparser = args.scene, {"downscale_factor": args.downscale_factor}
+        dataparser = {"downscale_factor": args.downscale_factor}
+    scenes = _scenes(args.work, args.size, args.scene)
     results: dict[str, dict[str, dict]] = {}
     for method in args.methods:
         surface = method in SURFACE_METHODS

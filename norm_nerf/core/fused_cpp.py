@@ -620,6 +620,11 @@ def compiled_enabled() -> bool:
     return os.environ.get("NORM_NERF_COMPILED", "1").strip() != "0"
 
 
+def kernels_wanted(impl: str) -> bool:
+    """Whether a layer's ``impl`` asks for the C++ kernels: ``compiled``, or ``auto`` unless disabled by environment."""
+    return impl == "compiled" or (impl == "auto" and compiled_enabled())
+
+
 def kernel_applies(x: Tensor) -> bool:
     """Whether the compiled kernels serve ``x`` (float32 on the CPU) and could be built."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and norm_kernels() is not None

@@ -44,8 +44,8 @@ from norm_nerf.core.fused import CrossNormFunction, RMSNormFunction, ScaleShiftN
 from norm_nerf.core.fused_cpp import (
     CompiledCrossNormFunction,
     CompiledRMSNormFunction,
-    compiled_enabled,
     kernel_applies,
+    kernels_wanted,
     norm_kernels,
 )
 
@@ -100,8 +100,7 @@ class _AffineNorm(nn.Module):
         """The C++ kernels when ``impl`` asks for them (``compiled``, or ``auto`` unless disabled) and they serve
         ``x``, else None; with the kernels, ``x`` made contiguous here, outside their autograd Function, so that
         autograd records the copy (a double backward needs the input's history)."""
-        wanted = self.impl == "compiled" or (self.impl == "auto" and compiled_enabled())
-        if not (wanted and kernel_applies(x)):
+        if not (kernels_wanted(self.impl) and kernel_applies(x)):
             return None, x
         return norm_kernels(), x.contiguous()
 

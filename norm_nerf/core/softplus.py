@@ -21,7 +21,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
-from norm_nerf.core.fused_cpp import compiled_enabled, kernel_applies, norm_kernels
+from norm_nerf.core.fused_cpp import kernel_applies, kernels_wanted, norm_kernels
 from norm_nerf.core.norms import _functorch_active
 
 
@@ -83,10 +83,9 @@ class Softplus(nn.Module):
         self._kernel_beta = 0.0 < self.beta < float("inf")  # the kernels' formulas assume a finite beta > 0
 
     def _use_kernels(self, x: Tensor) -> bool:
-        wanted = self.impl == "compiled" or (self.impl == "auto" and compiled_enabled())
-        if not (wanted and self._kernel_beta) or _functorch_active() or torch.compiler.is_compiling():
+        if not (kernels_wanted(self.impl) and self._kernel_beta):
             return False
-        return kernel_applies(x)
+        return not (_functorch_active() or torch.compiler.is_compiling()) and kernel_applies(x)
 
     def forward(self, x: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
         if self._use_kernels(x):
