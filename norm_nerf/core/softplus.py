@@ -7,7 +7,7 @@ paths: exponentials that overflow, sigmoids and products that are denormal. On a
 the NeuS-shaped eikonal step cost 3-4x more in a cross-normalized network than in a plain one (same shapes).
 
 :class:`Softplus` runs forward, backward and double backward as one C++ pass each (``softplus_*`` in
-:mod:`norm_nerf.core.fused_cpp`: inlined exp/log1p polynomials, about 1 ulp, tails flushed to exact results)
+:mod:`norm_nerf.core.fused_cpp`: inlined exp/log1p polynomials, about 1 ulp; terms below 1e-33 taken as 0)
 for float32 CPU tensors, and ATen's ``F.softplus`` everywhere else (float64, CUDA, ``torch.func`` transforms,
 ``torch.compile``, ``NORM_NERF_COMPILED=0``). A third derivative differentiates ``g * sigmoid(beta x)`` as a
 plain expression. Tests compare all three derivatives with ATen in float64.
