@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from _report import machine_info, write_report
 
+from norm_nerf.core.cpu_kernels import cpu_kernels
 from norm_nerf.core.cpu_memory import retain_freed_memory
 from norm_nerf.core.cpu_setup import flush_denormals
-from norm_nerf.core.fused_cpp import norm_kernels
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import NORM_KINDS
 
@@ -182,7 +182,7 @@ def main() -> None:
     if args.eikonal and args.torch_compile:
         parser.error("--torch-compile cannot be combined with --eikonal: torch.compile has no double backward")
     retained = False if args.default_allocator else retain_freed_memory()
-    compiled = not args.no_compiled and norm_kernels() is not None  # builds it now, outside the timings
+    compiled = not args.no_compiled and cpu_kernels() is not None  # builds it now, outside the timings
     flushed = flush_denormals()  # as CPU nerfstudio runs (NORM_NERF_FLUSH_DENORMALS=0 opts out)
     devices = [(torch.device("cpu"), args.repeats)]
     if torch.cuda.is_available():

@@ -16,6 +16,7 @@ import warnings
 
 import torch
 
+from norm_nerf.core.cpu_kernels import compiled_enabled, cpu_kernels
 from norm_nerf.core.cpu_memory import retain_freed_memory
 
 _flushed: dict[int, int] = {}
@@ -24,7 +25,7 @@ _flushed: dict[int, int] = {}
 def flush_denormals() -> int:
     """Set FTZ/DAZ in this thread and in every intra-op (OpenMP) thread torch uses now; returns how many threads.
 
-    Needs the compiled kernels (:func:`norm_nerf.core.fused_cpp.norm_kernels`) to reach the worker threads; without
+    Needs the compiled kernels (:func:`norm_nerf.core.cpu_kernels.cpu_kernels`) to reach the worker threads; without
     them only this thread is set (``torch.set_flush_denormal``). Returns 0 when opted out or unsupported. Applied once
     per thread count: call it again after ``torch.set_num_threads``.
     """
@@ -32,9 +33,7 @@ def flush_denormals() -> int:
         return 0
     threads = torch.get_num_threads()
     if threads not in _flushed:
-        from norm_nerf.core.fused_cpp import compiled_enabled, norm_kernels
-
-        kernels = norm_kernels() if compiled_enabled() else None
+        kernels = cpu_kernels() if compiled_enabled() else None
         main = torch.set_flush_denormal(True)
         _flushed[threads] = int(kernels.flush_denormals(True)) if kernels is not None else int(main)
         # numpy notices the flushed mode when it computes float limits and warns each time; it is intended here

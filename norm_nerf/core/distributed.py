@@ -13,6 +13,8 @@ import torch.distributed as dist
 from jaxtyping import Float
 from torch import Tensor
 
+from norm_nerf.core.moments import mean_var, unbiased_denominator
+
 
 def distributed_world_size() -> int:
     """Number of ranks when ``torch.distributed`` is initialised, else 1."""
@@ -26,24 +28,6 @@ def _all_reduce_sum(t: Tensor) -> Tensor:
     from torch.distributed.nn.functional import all_reduce
 
     return all_reduce(t, op=dist.ReduceOp.SUM)
-
-
-def unbiased_denominator(n: Tensor | int) -> Tensor | int:
-    """``n - 1`` clamped to at least 1: a single sample has variance 0 instead of NaN."""
-    if isinstance(n, Tensor):
-        return (n - 1).clamp_min(1)
-    return max(n - 1, 1)
-
-
-def mean_var(x: Float[Tensor, "n c"], dim: int) -> tuple[Tensor, Tensor]:
-    """Mean and *unbiased* variance along ``dim`` (kept as a size-1 dim), by two-pass sums.
-
-    Several times faster than ``torch.var_mean`` (Welford) on CPU, and as accurate. One sample has variance 0.
-    """
-    count = x.shape[dim]
-    mean = x.sum(dim=dim, keepdim=True) / count
-    d = x - mean
-    return mean, (d * d).sum(dim=dim, keepdim=True) / unbiased_denominator(count)
 
 
 def column_moments(

@@ -3,7 +3,7 @@
 A loss on an input gradient, like NeuS's eikonal loss on the SDF network, differentiates every layer twice.
 Differentiating a layer's reference expression a second time records that expression, its backward graph
 (about twice as many ops) and then the backward of both. These functions write the first derivative directly,
-the same closed forms the fast kernels of :mod:`norm_nerf.core.fused` use, out of place so autograd can
+the same closed forms the fast kernels of :mod:`norm_nerf.core.functions` use, out of place so autograd can
 differentiate them once more: about 20 elementwise ops per layer instead of the reference's 35-40.
 
 Each returns ``(dx, d_weight, d_bias)`` for a train-mode layer with batch statistics, given its input ``x``
@@ -17,7 +17,7 @@ from __future__ import annotations
 from jaxtyping import Float
 from torch import Tensor
 
-from norm_nerf.core.distributed import unbiased_denominator
+from norm_nerf.core.moments import unbiased_denominator
 
 Grads = tuple[Tensor, Tensor | None, Tensor | None]
 

@@ -15,9 +15,10 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
 Every layer's train-mode forward is selected with ``impl``:
 
 * ``"fast"``: fused native kernels for ``bn``/``ln`` and the custom autograd Functions of
-  :mod:`norm_nerf.core.fused` for ``gn``/``cn``/``rms`` (eager torch; every device);
+  :mod:`norm_nerf.core.functions` for ``gn``/``cn``/``rms`` (eager torch; every device);
 * ``"compiled"``: ``"fast"`` plus, for ``bn``/``gn``/``cn``/``rms`` on float32 CPU tensors, the C++/OpenMP
-  kernels of :mod:`norm_nerf.core.fused_cpp` (built once on first use; ``"fast"`` when they cannot be built);
+  kernels of ``norm_nerf/core/csrc`` (:mod:`norm_nerf.core.cpu_kernels`: built once on first use; ``"fast"`` when
+  they cannot be built);
 * ``"auto"`` (default): ``"compiled"`` unless the environment sets ``NORM_NERF_COMPILED=0``, then ``"fast"``;
 * ``"reference"``: the plain tensor expressions below, differentiated by autograd.
 
@@ -39,15 +40,17 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from norm_nerf.core.distributed import column_moments, distributed_world_size, mean_var, unbiased_denominator
-from norm_nerf.core.fused import CrossNormFunction, RMSNormFunction, ScaleShiftNormFunction
-from norm_nerf.core.fused_cpp import (
+from norm_nerf.core.cpu_kernels import cpu_kernels, kernel_applies, kernels_wanted
+from norm_nerf.core.distributed import column_moments, distributed_world_size
+from norm_nerf.core.functions import (
     CompiledCrossNormFunction,
     CompiledRMSNormFunction,
-    kernel_applies,
-    kernels_wanted,
-    norm_kernels,
+    CrossNormFunction,
+    RMSNormFunction,
+    ScaleShiftNormFunction,
 )
+from norm_nerf.core.functions.autograd import functorch_active
+from norm_nerf.core.moments import mean_var, unbiased_denominator
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
@@ -102,16 +105,10 @@ class _AffineNorm(nn.Module):
         autograd records the copy (a double backward needs the input's history)."""
         if not (kernels_wanted(self.impl) and kernel_applies(x)):
             return None, x
-        return norm_kernels(), x.contiguous()
+        return cpu_kernels(), x.contiguous()
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         return self._apply_affine(self._normalize(self._flatten(x))).reshape(x.shape)
-
-
-def _functorch_active() -> bool:
-    """Inside ``torch.func`` transforms (vmap, vjp, jacrev): custom autograd Functions are not supported there."""
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active()) if active is not None else False
 
 
 class LayerNorm(_AffineNorm):
@@ -133,7 +130,7 @@ class RMSNorm(_AffineNorm):
     """``rms``: per point, divide by the root mean square over the channels (no centring)."""
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        if self.impl == "reference" or _functorch_active():
+        if self.impl == "reference" or functorch_active():
             return super().forward(x)
         kernels, x2 = self._kernel_input(self._flatten(x))
         fn = RMSNormFunction if kernels is None else CompiledRMSNormFunction
@@ -232,7 +229,7 @@ class RunningStatsNorm(_AffineNorm):
     def _use_fast_train_path(self, x: Float[Tensor, "n c"]) -> bool:
         """Fast kernels serve train mode on one rank; eval mode, synced statistics, N = 0 and ``torch.func``
         transforms use the reference."""
-        if self.impl == "reference" or not self.training or x.shape[0] == 0 or _functorch_active():
+        if self.impl == "reference" or not self.training or x.shape[0] == 0 or functorch_active():
             return False
         return not (self.sync and distributed_world_size() > 1)
 
@@ -294,7 +291,7 @@ class BatchNorm(RunningStatsNorm):
             or (not self.training and not self._checked_untracked)
         ):
             return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
-        if self.training and not _functorch_active():
+        if self.training and not functorch_active():
             kernels, x_kernel = self._kernel_input(x2)
             if kernels is not None:
                 return self._scale_shift_forward(x, x_kernel, kernels, global_stats=False)

@@ -7,7 +7,7 @@ paths: exponentials that overflow, sigmoids and products that are denormal. On a
 the NeuS-shaped eikonal step cost 3-4x more in a cross-normalized network than in a plain one (same shapes).
 
 :class:`Softplus` runs forward, backward and double backward as one C++ pass each (``softplus_*`` in
-:mod:`norm_nerf.core.fused_cpp`: inlined exp/log1p polynomials, about 1 ulp; terms below 1e-33 taken as 0)
+``csrc/softplus.cpp``: inlined exp/log1p polynomials, about 1 ulp; terms below 1e-33 taken as 0)
 for float32 CPU tensors, and ATen's ``F.softplus`` everywhere else (float64, CUDA, ``torch.func`` transforms,
 ``torch.compile``, ``NORM_NERF_COMPILED=0``). A third derivative differentiates ``g * sigmoid(beta x)`` as a
 plain expression. Tests compare all three derivatives with ATen in float64.
@@ -21,8 +21,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
-from norm_nerf.core.fused_cpp import kernel_applies, kernels_wanted, norm_kernels
-from norm_nerf.core.norms import _functorch_active
+from norm_nerf.core.cpu_kernels import cpu_kernels, kernel_applies, kernels_wanted
+from norm_nerf.core.functions.autograd import functorch_active
 
 
 class SoftplusFunction(torch.autograd.Function):
@@ -32,14 +32,14 @@ class SoftplusFunction(torch.autograd.Function):
     def forward(ctx: FunctionCtx, x: Tensor, beta: float) -> Tensor:
         ctx.save_for_backward(x)
         ctx.beta = beta
-        return norm_kernels().softplus_forward(x, beta)
+        return cpu_kernels().softplus_forward(x, beta)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
         (x,) = ctx.saved_tensors
         if torch.is_grad_enabled():
             return SoftplusGradFunction.apply(x, grad, ctx.beta), None
-        return norm_kernels().softplus_backward(grad.contiguous(), x, ctx.beta), None
+        return cpu_kernels().softplus_backward(grad.contiguous(), x, ctx.beta), None
 
 
 class SoftplusGradFunction(torch.autograd.Function):
@@ -50,7 +50,7 @@ class SoftplusGradFunction(torch.autograd.Function):
     def forward(ctx: FunctionCtx, x: Tensor, grad: Tensor, beta: float) -> Tensor:
         ctx.save_for_backward(x, grad)
         ctx.beta = beta
-        return norm_kernels().softplus_backward(grad.contiguous(), x, beta)
+        return cpu_kernels().softplus_backward(grad.contiguous(), x, beta)
 
     @staticmethod
     def backward(ctx: FunctionCtx, v: Tensor) -> tuple[Tensor, Tensor, None]:
@@ -61,7 +61,7 @@ class SoftplusGradFunction(torch.autograd.Function):
             _, pullback = vjp(lambda x, g: g * torch.sigmoid(ctx.beta * x), x, grad)
             dx, dg = pullback(v)
             return dx, dg, None
-        dx, dg = norm_kernels().softplus_double_backward(v.contiguous(), grad.detach().contiguous(), x, ctx.beta)
+        dx, dg = cpu_kernels().softplus_double_backward(v.contiguous(), grad.detach().contiguous(), x, ctx.beta)
         return dx, dg, None
 
 
@@ -85,7 +85,7 @@ class Softplus(nn.Module):
     def _use_kernels(self, x: Tensor) -> bool:
         if not (kernels_wanted(self.impl) and self._kernel_beta):
             return False
-        return not (_functorch_active() or torch.compiler.is_compiling()) and kernel_applies(x)
+        return not (functorch_active() or torch.compiler.is_compiling()) and kernel_applies(x)
 
     def forward(self, x: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
         if self._use_kernels(x):

@@ -1,0 +1,24 @@
+// Declarations of the CPU kernels (float32, contiguous inputs), bound to Python in bindings.cpp.
+// norms.cpp: batch/global norm primitives, cross norm (forward, backward, double backward), RMS norm.
+// softplus.cpp: softplus and its first and second derivatives. denormals.cpp: FTZ/DAZ in the OpenMP team.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
+
+std::vector<torch::Tensor> column_sums(torch::Tensor x, torch::Tensor y);
+torch::Tensor scale_add(torch::Tensor g, torch::Tensor x, torch::Tensor p, torch::Tensor q, torch::Tensor s);
+std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps);
+std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w,
+                                               torch::Tensor row_mean, torch::Tensor row_var, torch::Tensor col_mean,
+                                               torch::Tensor col_var, double eps);
+std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Tensor g, torch::Tensor x,
+                                                      torch::Tensor w, torch::Tensor row_mean, torch::Tensor row_var,
+                                                      torch::Tensor col_mean, torch::Tensor col_var, double eps);
+std::vector<torch::Tensor> rms_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps);
+std::vector<torch::Tensor> rms_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor inv);
+torch::Tensor softplus_forward(torch::Tensor x, double beta);
+torch::Tensor softplus_backward(torch::Tensor g, torch::Tensor x, double beta);
+std::vector<torch::Tensor> softplus_double_backward(torch::Tensor v, torch::Tensor g, torch::Tensor x, double beta);
+int64_t flush_denormals(bool on);

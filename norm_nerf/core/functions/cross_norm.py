@@ -1,0 +1,219 @@
+"""Cross norm ``(x - mu_ij) * rsqrt(Var_N(x)_j + Var_C(x)_i + eps) * weight + bias`` as autograd Functions.
+
+:class:`CrossNormFunction` is the eager fast path (every device; matrix-vector sums, one-pass moments with a
+two-pass fallback, in-place buffers, analytic backward). :class:`CompiledCrossNormFunction` is its C++ twin on
+float32 CPU tensors (``csrc/norms.cpp``: two passes forward, two backward, only per-row and per-column vectors
+saved), with :class:`CompiledCrossNormGradFunction` as its differentiable first backward (the double backward of
+an eikonal loss in three passes). Both return ``(y, col_mean, col_var)``; the reference expressions live in
+:class:`norm_nerf.core.norms.CrossNorm` and every path is tested against them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from norm_nerf.core.cpu_kernels import cpu_kernels
+from norm_nerf.core.functions.autograd import (
+    affine_or_identity,
+    analytic_double_backward,
+    kernel_args,
+    remember_grads,
+)
+from norm_nerf.core.moments import colsum, moments, rowsum, unbiased_denominator
+from norm_nerf.core.norm_grads import cross_norm_grads
+
+
+class CrossNormFunction(torch.autograd.Function):
+    """Train-mode cross norm ``(x - mu_ij) * rsqrt(Var_N(x)_j + Var_C(x)_i + eps) * weight + bias``.
+
+    With ``K = N + C`` the centred entry is ``z_ij = ((K + 1) x_ij - colsum_j - rowsum_i) / K``. Writing
+    ``r = rsqrt(s)``, ``p = dL/dz = g * weight * r`` and ``w = g * weight * z * r^3``, the input gradient is::
+
+        dx = (K+1)/K p - colsum(p)/K - rowsum(p)/K
+             - (x - colmean) * colsum(w) / (N-1) - (x - rowmean) * rowsum(w) / (C-1)
+
+    (the first line through the cross mean, the second through the two variances). Forward: two fresh
+    ``N x C`` buffers and seven elementwise passes; backward: three buffers and eleven passes.
+
+    Returns ``(y, col_mean, col_var)``; the column statistics (unbiased variance) carry no gradient.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        n, c = x.shape
+        k = n + c
+        col_s, row_s = colsum(x), rowsum(x)
+        y = torch.mul(x, x)
+        col_mean, col_var = moments(x, col_s, colsum(y), dim=0)
+        row_mean, row_var = moments(x, row_s, rowsum(y), dim=1)
+        z = torch.add(row_s.unsqueeze(1) / -k, col_s / -k).add_(x, alpha=(k + 1) / k)
+        _inv_std(row_var, col_var, eps, out=y).mul_(z)
+        ctx.save_for_backward(x, z, weight, row_mean, row_var, col_mean, col_var)
+        ctx.eps = eps
+        grads = functools.partial(cross_norm_grads, eps=eps)
+        remember_grads(ctx, weight, bias, num_inputs=4, grads=grads)
+        ctx.mark_non_differentiable(col_mean, col_var)
+        return affine_or_identity(y, weight, bias), col_mean, col_var
+
+    @staticmethod
+    @analytic_double_backward
+    def backward(
+        ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
+        x, z, weight, row_mean, row_var, col_mean, col_var = ctx.saved_tensors
+        n, c = x.shape
+        k = n + c
+        grad = grad.contiguous()
+        gamma = weight if weight is not None else x.new_ones(c)
+        r = _inv_std(row_var, col_var, ctx.eps)
+        p = grad * r  # g r; dL/dz = p * gamma
+        p_col, p_row = colsum(p) * gamma, rowsum(p, gamma)
+        u = p * z  # g z r = g * (normalized output)
+        grad_weight = colsum(u) if weight is not None else None
+        u.mul_(r).mul_(r)  # g z r^3; dL/ds = -w / 2 with w = u * gamma
+        w_col, w_row = colsum(u) * gamma, rowsum(u, gamma)
+        a_col, b_row = w_col / unbiased_denominator(n), w_row / unbiased_denominator(c)
+        # dx = (K+1)/K gamma p + e_j + f_i - x (a_j + b_i)
+        e_col = col_mean * a_col - p_col / k
+        f_row = row_mean * b_row - p_row / k
+        dx = p.mul_(gamma * ((k + 1) / k))
+        torch.add(b_row.unsqueeze(1), a_col, out=u)
+        dx.addcmul_(x, u, value=-1.0)
+        dx.add_(torch.add(f_row.unsqueeze(1), e_col, out=r))
+        grad_bias = colsum(grad) if weight is not None else None
+        return dx, grad_weight, grad_bias, None
+
+
+def _inv_std(
+    row_var: Float[Tensor, "n"],  # noqa: F821
+    col_var: Float[Tensor, "c"],  # noqa: F821
+    eps: float,
+    out: Tensor | None = None,
+) -> Float[Tensor, "n c"]:
+    """``rsqrt(row_var_i + col_var_j + eps)`` written into ``out`` (a fresh buffer when None)."""
+    s = torch.add(row_var.unsqueeze(1), col_var + eps, out=out)
+    return s.rsqrt_()
+
+
+class CompiledCrossNormFunction(torch.autograd.Function):
+    """Train-mode cross norm through the C++ kernel; same values, gradients and outputs as ``CrossNormFunction``.
+
+    Its backward under ``create_graph=True`` (double backward) is :class:`CompiledCrossNormGradFunction`, whose own
+    backward is a C++ kernel too.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        x, w, b = kernel_args(x, weight, bias)
+        y, row_mean, row_var, col_mean, col_var = cpu_kernels().cross_norm_forward(x, w, b, eps)
+        ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var, weight)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(col_mean, col_var)
+        return y, col_mean, col_var
+
+    @staticmethod
+    def backward(
+        ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        x, w, *stats, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
+            dx, dw, db = CompiledCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps)
+        else:
+            dx, dw, db = cpu_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, ctx.eps)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None
+
+
+class CompiledCrossNormGradFunction(torch.autograd.Function):
+    """The cross norm's first backward ``(x, weight, g) -> (dx, d_weight, d_bias)`` as a differentiable op.
+
+    ``dx = J(x)^T (g w)`` with ``J`` the Jacobian of the normalized output ``yhat = z r`` (no affine), so for an
+    upstream ``v = dL/d(dx)``: ``dL/dg = w (J v)``, ``dL/dw = colsum(g (J v))`` and ``dL/dx = H v``, the derivative of
+    the analytic ``dx`` (see :func:`norm_nerf.core.norm_grads.cross_norm_grads`) along ``v`` with ``h = g w`` held
+    fixed. With ``dm, drho`` (column and row means of ``v``), ``da = 2 colsum((x - m) v) / (N-1)``,
+    ``db = 2 rowsum((x - rho) v) / (C-1)``, ``dz = (K+1)/K v - N/K dm - C/K drho`` and
+    ``dr = -r^3 (da + db) / 2``: ``J v = dz r + z dr``, and with ``dp = h dr``, ``du = h r^2 (dz r + 3 z dr)``,
+    ``A = colsum(h z r^3) / (N-1)``, ``B = rowsum(h z r^3) / (C-1)``::
+
+        H v = (K+1)/K dp - colsum(dp)/K - rowsum(dp)/K - (v - dm) A - (x - m) colsum(du)/(N-1)
+              - (v - drho) B - (x - rho) rowsum(du)/(C-1)
+
+    The C++ kernel makes three passes over ``N x C`` (about 20 autograd ops per layer before, each a pass and most a
+    fresh buffer). Upstream gradients of ``d_weight`` / ``d_bias`` (rare: only a loss on the weight gradients) add
+    ``J^T (g v_w)`` to ``dL/dx`` and ``v_w yhat + v_b`` to ``dL/dg``. A third derivative (``create_graph`` in this
+    backward) differentiates the analytic expressions of :mod:`norm_nerf.core.norm_grads` instead.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        grad: Tensor,
+        row_mean: Tensor,
+        row_var: Tensor,
+        col_mean: Tensor,
+        col_var: Tensor,
+        eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        _, w, _ = kernel_args(x, weight, None)
+        stats = (row_mean, row_var, col_mean, col_var)
+        dx, dw, db = cpu_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, eps)
+        ctx.save_for_backward(x, weight, grad, w, *stats)
+        ctx.eps = eps
+        ctx.set_materialize_grads(False)  # upstream gradients of d_weight/d_bias are usually absent: None, not zeros
+        return dx, dw, db
+
+    @staticmethod
+    def backward(
+        ctx: FunctionCtx, v: Tensor | None, v_w: Tensor | None, v_b: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        x, weight, grad, w, *stats = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return (*_grad_of_grads(x, weight, grad, v, v_w, v_b, eps=ctx.eps), *[None] * 5)
+        kernels, g = cpu_kernels(), grad.detach().contiguous()
+        v = torch.zeros_like(x) if v is None else v.contiguous()
+        dx, dg, dw = kernels.cross_norm_double_backward(v, g, x.detach(), w, *stats, ctx.eps)
+        if v_w is not None:  # d_weight = colsum(g yhat)
+            dx += kernels.cross_norm_backward(g, x.detach(), v_w.contiguous(), *stats, ctx.eps)[0]
+            ones, zeros = torch.ones_like(w), torch.zeros_like(w)
+            dg += kernels.cross_norm_forward(x.detach(), ones, zeros, ctx.eps)[0] * v_w
+        if v_b is not None:  # d_bias = colsum(g)
+            dg += v_b
+        return dx, (dw if weight is not None else None), dg, *[None] * 5
+
+
+def _grad_of_grads(
+    x: Tensor, weight: Tensor | None, grad: Tensor, *upstream: Tensor | None, eps: float
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The vector-Jacobian product of ``(x, weight, grad) -> cross_norm_grads(x, weight, grad)`` with ``upstream``,
+    through the analytic expressions and differentiable again (a third derivative).
+
+    ``torch.func.vjp`` differentiates the expressions with respect to their own arguments only: ``grad`` itself
+    depends on ``x`` through the layer's output, and a plain ``autograd.grad`` with respect to ``x`` would count that
+    path twice."""
+    from torch.func import vjp
+
+    def grads(x: Tensor, g: Tensor, *w: Tensor) -> tuple[Tensor, ...]:
+        return tuple(o for o in cross_norm_grads(x, w[0] if w else None, g, eps) if o is not None)
+
+    outputs, pullback = vjp(grads, x, grad, *([weight] if weight is not None else []))
+    got = pullback(tuple(torch.zeros_like(o) if u is None else u for o, u in zip(outputs, upstream)))
+    return got[0], (got[2] if weight is not None else None), got[1]

@@ -1,0 +1,109 @@
+"""Batch norm (per-column statistics) and global norm (one statistic) as one autograd Function.
+
+The eager path works on every device; on float32 CPU tensors the caller passes the C++ kernels
+(:func:`norm_nerf.core.cpu_kernels.cpu_kernels`) whose ``column_sums`` and ``scale_add`` primitives replace two
+buffers and fuse the input gradient. The reference expressions live in :class:`norm_nerf.core.norms.BatchNorm` and
+:class:`norm_nerf.core.norms.GlobalNorm`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from norm_nerf.core.functions.autograd import analytic_double_backward, remember_grads
+from norm_nerf.core.moments import colsum, moments, unbiased_denominator
+from norm_nerf.core.norm_grads import scale_shift_grads
+
+
+class ScaleShiftNormFunction(torch.autograd.Function):
+    """Train-mode batch norm (per-column statistics) or global norm (one statistic over all entries).
+
+    ``y = (x - m) * rsqrt(v + eps) * weight + bias`` is one fused ``addcmul`` with per-column scale and shift.
+    With ``xhat = (x - m) r`` and ``h = g * weight`` the input gradient is::
+
+        dx = r h - r mean(h) - xhat r sum(h xhat) / D
+
+    with means and sums over each column (``bn``) or over all entries (``gn``), and ``D`` the variance
+    denominator (``N`` for the biased ``bn`` variance, ``N*C - 1`` for the unbiased ``gn`` one). Forward: one
+    fresh buffer, two passes; backward: one buffer, three passes.
+
+    ``kernels`` (optional) provides compiled ``column_sums(x, y)`` and ``scale_add(g, x, p, q, s)`` (see
+    ``csrc/norms.cpp``) for contiguous float32 CPU tensors; they replace the ``x * x`` and ``g * x``
+    buffers and fuse the input gradient into one pass.
+
+    Returns ``(y, mean, unbiased_var)``: per column for ``bn``, shape ``(1,)`` for ``gn``; no gradient.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        global_stats: bool,
+        kernels: object | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        n, c = x.shape
+        if kernels is None:
+            y = torch.mul(x, x)
+            col_s, col_sq = colsum(x), colsum(y)
+        else:
+            x = x.contiguous()
+            y = None
+            col_s, col_sq = kernels.column_sums(x, x)
+        if global_stats:
+            mean, var = moments(x.reshape(-1, 1), col_s.sum().reshape(1), col_sq.sum().reshape(1), dim=0)
+            norm_var, count = var, n * c
+        else:
+            mean, var = moments(x, col_s, col_sq, dim=0)
+            norm_var, count = var * (unbiased_denominator(n) / n), n
+        r = torch.rsqrt(norm_var + eps)
+        scale = r * weight if weight is not None else r.expand(c)
+        shift = (bias if bias is not None else torch.zeros_like(scale)) - mean * scale
+        y = torch.addcmul(shift, x, scale, out=y)
+        ctx.save_for_backward(x, weight, mean, r)
+        ctx.global_stats, ctx.denominator = global_stats, (count - 1 if global_stats else count)
+        ctx.kernels = kernels
+        grads = functools.partial(scale_shift_grads, eps=eps, global_stats=global_stats)
+        remember_grads(ctx, weight, bias, num_inputs=6, grads=grads)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @analytic_double_backward
+    def backward(
+        ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None, None]:
+        x, weight, mean, r = ctx.saved_tensors
+        n, c = x.shape
+        grad = grad.contiguous()
+        gamma = weight if weight is not None else x.new_ones(c)
+        kernels = ctx.kernels
+        if kernels is None:
+            dx = grad * x
+            g_sum, gx_sum = colsum(grad), colsum(dx)
+        else:
+            g_sum, gx_sum = (t.to(x.dtype) for t in kernels.column_sums(grad, x))
+        g_xhat = (gx_sum - mean * g_sum) * r  # sum_i g * xhat per column
+        h_sum, h_xhat = g_sum * gamma, g_xhat * gamma
+        count = n * c if ctx.global_stats else n
+        if ctx.global_stats:
+            h_sum, h_xhat = h_sum.sum(), h_xhat.sum()
+        # dx = g * (r gamma) + x * a + b, with a = -r^2 h_xhat / D and b = -r mean(h) - mean * a
+        a = -(r * r) * h_xhat / max(ctx.denominator, 1)
+        b = -r * h_sum / count - mean * a
+        if kernels is not None:
+            dx = kernels.scale_add(grad, x, *(v.expand(c).contiguous() for v in (r * gamma, a, b)))
+        else:
+            if ctx.global_stats:
+                torch.add(b, x, alpha=float(a), out=dx)
+            else:
+                torch.addcmul(b, x, a, out=dx)
+            dx.addcmul_(grad, r * gamma)
+        has_affine = weight is not None
+        return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None, None
