@@ -22,7 +22,7 @@ import numpy as np
 
 from norm_nerf.data.dtu import obs_mask_volume
 from norm_nerf.data.shapes import make_shape
-from norm_nerf.eval.chamfer import sample_surface, thin_points
+from norm_nerf.data.surface_sampling import sample_surface, thin_points
 from norm_nerf.eval.dtu import DTUGroundTruth, ObsVolume, dtu_chamfer
 
 RADIUS_MM = 64.0

@@ -29,6 +29,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from norm_nerf.data.shapes import ShapeName
+from norm_nerf.data.surface_sampling import surface_points
 
 BACKGROUND = (0.05, 0.05, 0.05)
 
@@ -139,8 +140,6 @@ def write_ground_truth(
     """Write STL points, ObsMask and Plane files for an object mesh in world coordinates; returns counts."""
     import trimesh
     from scipy.io import savemat
-
-    from norm_nerf.eval.chamfer import surface_points
 
     stl = surface_points(object_world.vertices, object_world.faces, density)
     (gt_dir / "Points" / "stl").mkdir(parents=True, exist_ok=True)

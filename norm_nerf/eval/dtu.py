@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
-from norm_nerf.eval.chamfer import capped_mean, nearest_distances, sample_surface, thin_points
+from norm_nerf.data.surface_sampling import sample_surface, thin_points
+from norm_nerf.eval.chamfer import capped_mean, nearest_distances
 
 REFERENCE_WIDTH = 1600  # DTU image width the reference dilation radius (24 px) was chosen for
 REFERENCE_DILATION = 24

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from norm_nerf.eval.chamfer import (
-    chamfer,
-    mesh_chamfer,
-    nearest_distances,
-    sample_surface,
-    surface_points,
-    thin_points,
-)
+from norm_nerf.data.surface_sampling import sample_surface, surface_points, thin_points
+from norm_nerf.eval.chamfer import chamfer, mesh_chamfer, nearest_distances
 
 
 def _greedy_thinning(points: np.ndarray, min_dist: float, seed: int) -> np.ndarray:
