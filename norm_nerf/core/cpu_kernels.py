@@ -2,11 +2,12 @@
 ``"compiled"``).
 
 The sources are compiled on first use with :func:`torch.utils.cpp_extension.load` (a C++ compiler and ninja are
-needed; 20-100 s once, cached by torch afterwards). The build is named by a hash of the sources, the compiler flags
-and this CPU's feature flags (the build uses ``-march=native``), so an edited source or another CPU gets a build of
-its own and a stale library is never loaded. When the build fails, :func:`cpu_kernels` warns once and returns None
-and the callers use their eager twins. Only float32 CPU tensors use the kernels; ``NORM_NERF_COMPILED=0`` keeps
-``impl="auto"`` on the eager path (no build).
+needed; 20-100 s once, cached by torch afterwards; every build prints a one-line notice). The build is named by a
+hash of the sources, the compiler flags, this CPU's feature flags (the build uses ``-march=native``) and the torch
+version, so an edited source or another CPU gets a build of its own, a stale library is never loaded, and a
+finished build is imported directly (another ``ninja`` on ``PATH`` does not rebuild it). When the build fails,
+:func:`cpu_kernels` warns once and returns None and the callers use their eager twins. Only float32 CPU tensors
+use the kernels; ``NORM_NERF_COMPILED=0`` keeps ``impl="auto"`` on the eager path (no build).
 
 What the kernels compute, and why they are written as they are, is documented in the sources:
 ``norms.cpp`` (batch/global norm primitives, cross norm forward/backward/double backward, RMS norm),
@@ -55,14 +56,28 @@ def build_name() -> str:
     return f"norm_nerf_cpu_kernels_{digest.hexdigest()[:16]}"
 
 
-def _is_built(name: str) -> bool:
-    """Whether torch's extension cache already holds the built library ``name`` (False when unsure)."""
+def _built_library(name: str) -> Path | None:
+    """The library ``name`` in torch's extension cache, if a build finished there (None when unsure)."""
     try:
         from torch.utils.cpp_extension import _get_build_directory
 
-        return any(Path(_get_build_directory(name, verbose=False)).glob(f"{name}*.so"))
-    except Exception:  # noqa: BLE001 - a private helper; only decides whether to print the build notice
-        return False
+        return next(Path(_get_build_directory(name, verbose=False)).glob(f"{name}*.so"), None)
+    except Exception:  # noqa: BLE001 - a private helper; without it we simply build (torch skips what is current)
+        return None
+
+
+def _load_built(name: str, library: Path) -> object | None:
+    """Import a finished build directly: its name hashes everything it was built from, so it is current.
+
+    Going through ``cpp_extension.load`` again would let incidental tool state (another ``ninja`` on ``PATH``)
+    trigger a silent rebuild in every process.
+    """
+    try:
+        from torch.utils.cpp_extension import _import_module_from_library
+
+        return _import_module_from_library(name, str(library.parent), True)
+    except Exception:  # noqa: BLE001 - a broken cache entry: rebuild it
+        return None
 
 
 @functools.cache
@@ -72,8 +87,11 @@ def cpu_kernels() -> object | None:
         from torch.utils.cpp_extension import load
 
         name = build_name()
-        if not _is_built(name):
-            print(f"norm-nerf: building the C++ CPU kernels for this CPU ({name}; once, 20-100 s)", file=sys.stderr)
+        library = _built_library(name)
+        module = _load_built(name, library) if library is not None else None
+        if module is not None:
+            return module
+        print(f"norm-nerf: building the C++ CPU kernels for this CPU ({name}; once, 20-100 s)", file=sys.stderr)
         return load(
             name=name,
             sources=[str(CSRC / s) for s in SOURCES],

@@ -28,3 +28,20 @@ def test_build_name_follows_the_sources(tmp_path: Path, monkeypatch: pytest.Monk
     assert edited != before
     (copy / "cpu_kernels.h").write_text((copy / "cpu_kernels.h").read_text() + "\n")
     assert cpu_kernels.build_name() not in (before, edited)  # headers count too
+
+
+def test_a_finished_build_is_imported_without_the_build_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not cpu_kernels.compiled_enabled() or cpu_kernels.cpu_kernels() is None:
+        pytest.skip("C++ kernels disabled or not buildable here")
+    import torch.utils.cpp_extension as cpp_extension
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("load() called although the library is built")
+
+    monkeypatch.setattr(cpp_extension, "load", no_build)
+    cpu_kernels.cpu_kernels.cache_clear()
+    try:
+        module = cpu_kernels.cpu_kernels()
+        assert module is not None and module.__name__ == cpu_kernels.build_name()
+    finally:
+        cpu_kernels.cpu_kernels.cache_clear()
