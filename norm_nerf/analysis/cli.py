@@ -233,8 +233,7 @@ def _measure(net: torch.nn.Module, x: Tensor, chunk: int) -> tuple[Tensor, dict[
 
 
 def _ntk_method(method: str, cfg: NtkConfig, signal: GridSignal, add_bar) -> tuple[Tensor, dict[str, Any]]:
-    from norm_nerf.core import count_parameters
-    from norm_nerf.tasks.trainer import default_lr
+    from norm_nerf.core import count_parameters, default_lr
 
     start = time.perf_counter()
     net = _build(method, cfg, cfg.dim, 1)
@@ -332,8 +331,7 @@ def _first_below(steps: list[int], errors: Tensor, level: float) -> list[int | N
 
 
 def _freq_method(method: str, cfg: FreqConfig, signal: GridSignal, edges: Tensor, add_bar) -> dict[str, Any]:
-    from norm_nerf.core import count_parameters
-    from norm_nerf.tasks.trainer import default_lr
+    from norm_nerf.core import count_parameters, default_lr
 
     start = time.perf_counter()
     net = _build(method, cfg, signal.coords.shape[1], signal.values.shape[-1])

@@ -17,6 +17,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from norm_nerf.core.grids import pixel_grid
+
 SINE_FREQUENCIES = (5, 15, 25, 35, 45)
 """Frequencies (cycles over [-1, 1]) of the default 1-D spectral-bias signal, equal amplitudes."""
 POWER_FLOOR = 1e-10
@@ -78,8 +80,6 @@ def sine_signal(points: int) -> GridSignal:
 
 def image_signal(image: Float[Tensor, "h w c"], name: str) -> GridSignal:
     """An image as a grid signal on pixel centres."""
-    from norm_nerf.tasks.image import pixel_grid
-
     return GridSignal(pixel_grid(image.shape[0], image.shape[1]), image, name)
 
 

@@ -2,6 +2,7 @@
 
 from norm_nerf.core.baselines import MFN, Siren, Wire
 from norm_nerf.core.encodings import FourierEncoding, GaussianFourierEncoding, IntegratedFourierEncoding
+from norm_nerf.core.grids import pixel_grid, voxel_grid
 from norm_nerf.core.hashgrid import HashGridEncoding, tcnn_available
 from norm_nerf.core.mlp import NormMLP, build_activation
 from norm_nerf.core.network import (
@@ -10,6 +11,7 @@ from norm_nerf.core.network import (
     NetworkConfig,
     build_network,
     count_parameters,
+    default_lr,
     parse_method,
 )
 from norm_nerf.core.norms import (
@@ -53,11 +55,14 @@ __all__ = [
     "build_network",
     "build_norm",
     "count_parameters",
+    "default_lr",
     "parse_method",
+    "pixel_grid",
     "recalibrate",
     "running_stat_norms",
     "frozen_statistics",
     "set_stat_slot",
     "stat_slot",
+    "voxel_grid",
     "tcnn_available",
 ]

@@ -51,6 +51,14 @@ def parse_method(method: str) -> tuple[str, str]:
     return head, norm
 
 
+def default_lr(method: str) -> float:
+    """The learning rate the papers (and the authors' code) use for each kind of network."""
+    head, norm = parse_method(method)
+    if norm != "none":
+        return 1e-2
+    return {"siren": 1e-4, "wire": 5e-3}.get(head, 1e-3)
+
+
 @dataclass
 class NetworkConfig:
     """A coordinate network: encoding + normalized MLP, or a baseline."""
