@@ -1,19 +1,26 @@
 """``norm-inr table``: the papers' comparison grids (methods x nets x inputs), one plain command per cell.
 
-Cells are independent and resumable: a cell whose folder holds ``metrics.json`` is not recomputed.
+Cells are independent and resumable: a cell whose folder holds ``metrics.json`` made with the same settings is
+not recomputed. Each cell's ``metrics.json`` records the full config it ran with (written by the cell itself, so
+cells run elsewhere from ``commands.txt`` are checked too); a finished cell whose recorded config differs from
+what this run would use is refused, naming the cell and the differences, unless ``--overwrite`` re-runs it.
 ``commands.txt`` lists one shell command per cell, so a scheduler can spread them (see README: Slurm
-job arrays). ``--jobs N`` runs cells as parallel local processes.
+job arrays). ``--jobs N`` runs cells as parallel local processes. Failed cells are listed (cell and the end of its
+log) on the console, in ``table.md`` and in ``results.json`` under ``failed``, and make the command fail.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +62,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 _INPUT_FLAG = {"image": "--image", "ct": "--image", "mri": "--volume", "shape": "--mesh"}
 _METRIC = {"image": "psnr", "ct": "psnr", "mri": "psnr", "shape": "iou"}
+# Flags the table sets per cell; --extra may not set them (the table has its own option, or they are per cell).
+_MANAGED = {
+    "--method": "--methods", "--depth": "--nets", "--width": "--nets", "--steps": "--steps", "--seed": "--seed",
+    "--out": "--out", "--overwrite": "--overwrite", "--no-overwrite": "--overwrite", "--progress": None,
+    "--no-progress": None, "--image": "--inputs", "--volume": "--inputs", "--mesh": "--inputs",
+}  # fmt: skip
+# Recorded config fields that say where and how a cell wrote, not what it computed.
+_NOT_SETTINGS = ("out", "overwrite", "progress")
+
+
+class CellsFailedError(ValueError):
+    """Some cells of a table failed; a ValueError so that ``norm-inr`` reports it in one line and exits non-zero."""
 
 
 @dataclass
@@ -64,9 +83,9 @@ class TableConfig:
     task: tyro.conf.Positional[TaskName]
     """Which signal task: image, ct, mri or shape."""
     methods: tuple[str, ...] = PAPER_METHODS
-    """Methods to compare (default: the papers' 13)."""
+    """Methods to compare, space- or comma-separated (default: the papers' 13)."""
     nets: tuple[str, ...] | None = None
-    """Networks as DEPTHxWIDTH (default: the preset's)."""
+    """Networks as DEPTHxWIDTH, space- or comma-separated (default: the preset's)."""
     inputs: tuple[Path, ...] = ()
     """Input files (images, volumes, meshes); default: the task's embedded default."""
     preset: Literal["cpu", "paper"] = "cpu"
@@ -78,20 +97,68 @@ class TableConfig:
     jobs: int = 1
     """Cells run in parallel as local processes (threads per process = cores / jobs)."""
     out: Path = Path("outputs/table")
-    """Output folder; re-running with the same folder resumes (finished cells are kept)."""
+    """Output folder; re-running with the same folder resumes (finished cells with the same settings are kept)."""
     extra: tuple[str, ...] = ()
-    """Extra flags passed to every cell, e.g. --extra --schedule cosine."""
+    """Extra flags for every cell, in one quoted word: --extra "--schedule cosine --lr 0.01" (or --extra=--lr=0.01)."""
+    overwrite: bool = False
+    """Re-run finished cells whose recorded settings differ from this run's (without it such cells are refused)."""
     dry_run: bool = False
     """Only write commands.txt and print the commands."""
+
+    def __post_init__(self) -> None:
+        # README and habit write lists with commas (--methods relu,pe+cn); the CLI takes words; accept both.
+        self.methods = _split_commas(self.methods)
+        if self.nets is not None:
+            self.nets = _split_commas(self.nets)
+        # --extra "--schedule cosine": one quoted word per option (argparse takes a word that starts with "--" and
+        # holds a space as a value); split it into the cell's flags.
+        self.extra = tuple(token for word in self.extra for token in _split_words("--extra", word))
+
+
+def _split_commas(words: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part.strip() for word in words for part in word.split(",") if part.strip())
+
+
+def _split_words(option: str, word: str) -> list[str]:
+    try:
+        return shlex.split(word)
+    except ValueError as err:  # an unmatched quote
+        raise ValueError(f"{option} {word!r}: {err}") from None
 
 
 @dataclass
 class Cell:
+    """One (input, net, method) run: its folder and the plain command that fills it."""
+
     input: str
+    """Cell name of the input (its file stem, or "default")."""
     net: str
+    """Network as DEPTHxWIDTH."""
     method: str
+    """Method name."""
     out: Path
+    """The cell's folder (OUT/cells/INPUT/NET/METHOD)."""
     command: list[str]
+    """The command that runs the cell."""
+    input_path: Path | None = None
+    """Absolute path of the input (None: the task's default)."""
+
+    @property
+    def name(self) -> str:
+        """``input/net/method``, as the cell is named in messages."""
+        return f"{self.input}/{self.net}/{self.method}"
+
+
+@dataclass
+class Plan:
+    """What a run does with each cell of the grid."""
+
+    done: list[Cell] = field(default_factory=list)
+    """Finished with the same settings: kept."""
+    todo: list[Cell] = field(default_factory=list)
+    """To run (never finished, unreadable metrics.json, or --overwrite of other settings)."""
+    stale: list[tuple[Cell, str]] = field(default_factory=list)
+    """Finished with other settings: the cell and what differs."""
 
 
 def parse_net(net: str) -> tuple[int, int]:
@@ -109,38 +176,197 @@ def build_cells(cfg: TableConfig) -> list[Cell]:
     """Every (input, net, method) cell with its folder and command."""
     preset = PRESETS[cfg.task][cfg.preset]
     nets = cfg.nets or preset["nets"]
-    steps = cfg.steps if cfg.steps is not None else preset["steps"]
+    if not cfg.methods:
+        raise ValueError("--methods is empty; name at least one method, e.g. relu pe+cn")
+    if not nets:
+        raise ValueError("--nets is empty; name at least one DEPTHxWIDTH, e.g. 10x28")
     for m in cfg.methods:
         parse_method(m)
     for n in nets:
         parse_net(n)
+    _refuse_repeats("--methods", cfg.methods, lambda m: m.replace("+", "_"))
+    _refuse_repeats("--nets", nets, lambda n: n.lower())
     for p in cfg.inputs:
         if not Path(p).exists():
             raise FileNotFoundError(f"{p}: input does not exist")
-    inputs: list[Path | None] = list(cfg.inputs) or [None]
+    _refuse_repeats("--inputs", [str(p) for p in cfg.inputs], lambda p: Path(p).stem)
+    _check_extra(cfg.extra)
+    inputs: list[Path | None] = [Path(p).resolve() for p in cfg.inputs] or [None]
     cells = []
     for inp in inputs:
-        name = "default" if inp is None else Path(inp).stem
+        name = "default" if inp is None else inp.stem
         for net in nets:
             depth, width = parse_net(net)
             for method in cfg.methods:
                 out = cfg.out / "cells" / name / net / method.replace("+", "_")
-                cmd = [sys.executable, "-m", "norm_nerf.scripts.inr", cfg.task, "--method", method]
-                cmd += ["--depth", str(depth), "--width", str(width), "--steps", str(steps), "--seed", str(cfg.seed)]
-                cmd += list(preset["flags"]) + list(cfg.extra)
-                if inp is not None:
-                    cmd += [_INPUT_FLAG[cfg.task], str(inp)]
+                cmd = [sys.executable, "-m", "norm_nerf.scripts.inr", *_cell_args(cfg, method, depth, width, inp)]
                 cmd += ["--out", str(out), "--overwrite", "--no-progress"]
-                cells.append(Cell(name, net, method, out, cmd))
+                cells.append(Cell(name, net, method, out, cmd, inp))
     return cells
 
 
-def _run_cell(cell: Cell, threads: int) -> tuple[Cell, str | None]:
+def _cell_args(cfg: TableConfig, method: str | None, depth: int | None, width: int | None, inp: Path | None) -> list:
+    """The task's arguments of one cell (without where it writes); None leaves a per-cell flag out."""
+    preset = PRESETS[cfg.task][cfg.preset]
+    steps = cfg.steps if cfg.steps is not None else preset["steps"]
+    args = [cfg.task]
+    if method is not None:
+        args += ["--method", method, "--depth", str(depth), "--width", str(width)]
+    args += ["--steps", str(steps), "--seed", str(cfg.seed), *preset["flags"], *cfg.extra]
+    if inp is not None:
+        args += [_INPUT_FLAG[cfg.task], str(inp)]
+    return args
+
+
+def _refuse_repeats(option: str, values: Any, key: Any) -> None:
+    seen: dict[str, str] = {}
+    for v in values:
+        if key(v) in seen:
+            same = "is listed twice" if seen[key(v)] == v else f"and {seen[key(v)]!r} name the same cell folder"
+            raise ValueError(f"{option}: {v!r} {same}; list each once")
+        seen[key(v)] = v
+
+
+def _check_extra(extra: tuple[str, ...]) -> None:
+    for token in extra:
+        flag = token.split("=", 1)[0].replace("_", "-")
+        if flag in _MANAGED:
+            own = _MANAGED[flag]
+            hint = f"use the table's own {own}" if own else "the table sets it for every cell"
+            raise ValueError(f"--extra {token}: {flag} is set per cell by norm-inr table; {hint}")
+
+
+def _expected_configs(cfg: TableConfig, cells: list[Cell]) -> dict[str, dict[str, Any]]:
+    """The config each cell's command parses to (as metrics.json records it), by cell name.
+
+    The flags shared by all cells are parsed once with the task's own parser, which also refuses bad --extra flags
+    before any cell runs; the per-cell fields are then filled in."""
+    from norm_nerf.tasks.run import CTTaskConfig, ImageTaskConfig, MRITaskConfig, ShapeTaskConfig
+
+    task_config = {"image": ImageTaskConfig, "ct": CTTaskConfig, "mri": MRITaskConfig, "shape": ShapeTaskConfig}
+    args = _cell_args(cfg, None, None, None, None)[1:] + ["--no-progress"]
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(text), contextlib.redirect_stdout(text):
+            shared = tyro.cli(task_config[cfg.task], args=args, prog=f"norm-inr {cfg.task}")
+    except SystemExit:
+        lines = [ln.strip(" │╭╮╰╯─") for ln in text.getvalue().splitlines()[1:]]  # [0]: the box title
+        why = "; ".join(ln for ln in lines if ln and not ln.startswith("For full helptext")).replace(":; ", ": ")
+        raise ValueError(
+            f"--extra {shlex.join(cfg.extra)}: norm-inr {cfg.task} refuses the cells' flags ({why}); "
+            f"see norm-inr {cfg.task} --help"
+        ) from None
+    field_name = _INPUT_FLAG[cfg.task][2:]
+    configs = {}
+    for c in cells:
+        depth, width = parse_net(c.net)
+        one = dataclasses.replace(shared, method=c.method, depth=depth, width=width, **{field_name: c.input_path})
+        configs[c.name] = _plain(dataclasses.asdict(one))
+    return configs
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _recorded_config(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The config a finished cell ran with (a folder of images records it per image)."""
+    if isinstance(metrics.get("config"), dict):
+        return metrics["config"]
+    per_image = metrics.get("per_image")
+    if isinstance(per_image, dict) and per_image:
+        first = next(iter(per_image.values()))
+        if isinstance(first, dict) and isinstance(first.get("config"), dict):
+            return first["config"]
+    return None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(_show(v) for v in value) or "()"
+    return str(value)
+
+
+def config_differences(recorded: dict[str, Any], expected: dict[str, Any], path_fields: tuple[str, ...] = ()) -> list:
+    """``["--steps 3 -> 5", ...]``: the settings in which a finished cell differs from this run's.
+
+    Where, and how verbosely, the cell wrote is no setting; a field the cell's record lacks (added to the task
+    since) is not compared. Path fields compare as resolved paths."""
+    diffs = []
+    for key, new in expected.items():
+        if key in _NOT_SETTINGS or key not in recorded:
+            continue
+        old = recorded[key]
+        same = old == new
+        if not same and key in path_fields and old is not None and new is not None:
+            same = Path(old).resolve() == Path(new).resolve()
+        if not same:
+            diffs.append(f"--{key.replace('_', '-')} {_show(old)} -> {_show(new)}")
+    return diffs
+
+
+def plan_cells(cfg: TableConfig, cells: list[Cell], expected: dict[str, dict[str, Any]] | None = None) -> Plan:
+    """Sort the grid into kept, to-run and stale cells (finished with other settings; to run with --overwrite)."""
+    from rich.console import Console
+
+    expected = expected if expected is not None else _expected_configs(cfg, cells)
+    path_fields = (_INPUT_FLAG[cfg.task][2:],)
+    plan = Plan()
+    for c in cells:
+        path = c.out / "metrics.json"
+        if not path.is_file():
+            plan.todo.append(c)
+            continue
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError) as err:  # a cell killed while writing it: no result to keep
+            Console(stderr=True).print(f"{path}: unreadable ({err}); the cell runs again")
+            plan.todo.append(c)
+            continue
+        recorded = _recorded_config(metrics) if isinstance(metrics, dict) else None
+        if recorded is None:
+            plan.stale.append((c, "its metrics.json records no settings (made by an older norm-inr)"))
+            continue
+        diffs = config_differences(recorded, expected[c.name], path_fields)
+        if diffs:
+            plan.stale.append((c, ", ".join(diffs)))
+        else:
+            plan.done.append(c)
+    if plan.stale and cfg.overwrite:
+        plan.todo += [c for c, _ in plan.stale]
+    return plan
+
+
+def _run_cell(cell: Cell, threads: int) -> tuple[Cell, dict[str, Any] | None]:
+    """Run one cell's command, its output to the cell's log.txt; returns the failure record, or None."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cell.out.mkdir(parents=True, exist_ok=True)
-    with open(cell.out / "log.txt", "w") as log:
+    log_path = cell.out / "log.txt"
+    with open(log_path, "w") as log:
         proc = subprocess.run(cell.command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
-    return cell, None if proc.returncode == 0 else f"exit {proc.returncode}, see {cell.out / 'log.txt'}"
+    if proc.returncode == 0 and (cell.out / "metrics.json").is_file():
+        return cell, None
+    return cell, failure_record(cell, proc.returncode, log_path)
+
+
+def failure_record(cell: Cell, returncode: int, log_path: Path) -> dict[str, Any]:
+    """A failed cell for the output: its name, folder, exit status and the last lines of its log."""
+    try:
+        lines = [ln.rstrip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    tail = lines[-5:]
+    if returncode == 0:
+        error = "exited 0 but wrote no metrics.json"
+    else:
+        error = f"exit {returncode}: " + (tail[-1].strip() if tail else "(empty log)")
+    return {"cell": cell.name, "folder": str(cell.out), "error": error, "log": str(log_path), "log_tail": tail}
 
 
 def run_table(cfg: TableConfig) -> dict[str, Any]:
@@ -151,27 +377,46 @@ def run_table(cfg: TableConfig) -> dict[str, Any]:
     console = Console()
     if cfg.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {cfg.jobs}")
-    _claim_folder(cfg)
     cells = build_cells(cfg)
+    expected = _expected_configs(cfg, cells)  # refuses bad --extra flags before the folder is made
+    _claim_folder(cfg)
+    plan = plan_cells(cfg, cells, expected)
+    if plan.stale and not cfg.overwrite:
+        cell, why = plan.stale[0]
+        more = f" (and {len(plan.stale) - 1} more cells)" if len(plan.stale) > 1 else ""
+        raise FileExistsError(
+            f"{cell.out}: cell {cell.name} finished with other settings than this run's: {why}{more}; "
+            "pass --overwrite to re-run such cells (their results are replaced) or choose another --out"
+        )
     (cfg.out / "commands.txt").write_text("\n".join(shlex.join(c.command) for c in cells) + "\n")
-    todo = [c for c in cells if not (c.out / "metrics.json").is_file()]
-    console.print(f"{len(cells)} cells, {len(cells) - len(todo)} already done; commands in {cfg.out / 'commands.txt'}")
+    rerun = f", {len(plan.stale)} re-run for other settings (--overwrite)" if plan.stale else ""
+    console.print(f"{len(cells)} cells, {len(plan.done)} already done{rerun}; commands in {cfg.out / 'commands.txt'}")
+    for cell, why in plan.stale:
+        console.print(f"re-running {cell.name}: {why}")
     if cfg.dry_run:
-        for c in todo:
+        for c in plan.todo:
             console.print(shlex.join(c.command))
         return {}
+    for cell, _ in plan.stale:  # a failed re-run must not leave the old result to be collected
+        (cell.out / "metrics.json").unlink()
     threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
     failures = []
     with Progress(console=console) as progress, ThreadPoolExecutor(cfg.jobs) as pool:
-        task = progress.add_task(f"table {cfg.task}", total=len(todo))
-        for cell, err in pool.map(lambda c: _run_cell(c, threads), todo):
+        task = progress.add_task(f"table {cfg.task}", total=len(plan.todo))
+        for _cell, failure in pool.map(lambda c: _run_cell(c, threads), plan.todo):
             progress.advance(task)
-            if err:
-                failures.append(f"{cell.input}/{cell.net}/{cell.method}: {err}")
-    results = collect(cfg, cells)
+            if failure:
+                failures.append(failure)
+    results = collect(cfg, cells, failures)
     for f in failures:
-        console.print(f"[red]failed[/red] {f}")
+        console.print(f"[red]failed[/red] {f['cell']}: {f['error']} (log: {f['log']})")
     console.print(f"results: {cfg.out / 'results.json'}, table: {cfg.out / 'table.md'}")
+    if failures:
+        first = failures[0]
+        raise CellsFailedError(
+            f"{cfg.out}: {len(failures)} of {len(cells)} cells failed, first {first['cell']}: {first['error']}; "
+            "all are listed in table.md and results.json, each cell's log.txt in its folder"
+        )
     return results
 
 
@@ -189,8 +434,8 @@ def _claim_folder(cfg: TableConfig) -> None:
     marker.write_text(json.dumps({"task": cfg.task, "preset": cfg.preset}))
 
 
-def collect(cfg: TableConfig, cells: list[Cell]) -> dict[str, Any]:
-    """Gather finished cells into results.json, table.md and plots."""
+def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Gather finished cells (and the failed ones) into results.json, table.md and plots."""
     metric = _METRIC[cfg.task]
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for c in cells:
@@ -202,9 +447,12 @@ def collect(cfg: TableConfig, cells: list[Cell]) -> dict[str, Any]:
         results["nets"][net] = {
             m: _mean_cell(runs, metric) for m, runs in sorted(by_method.items(), key=lambda kv: _order(cfg, kv[0]))
         }
+    results["cells"] = len(cells)
+    results["failed"] = list(failures)
     (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
     (cfg.out / "table.md").write_text(markdown_table(results))
-    _plots(cfg, rows, results)
+    if rows:
+        _plots(cfg, rows, results)
     return results
 
 
@@ -236,7 +484,12 @@ def markdown_table(results: dict[str, Any]) -> str:
                 vals.append("—" if v is None else (f"{v:.4f}" if metric == "iou" else f"{v:.2f}"))
         lines.append("| " + " | ".join([m, *vals]) + " |")
     note = f"\n{metric} (eval): final model, eval mode, running statistics recalibrated; mean over inputs.\n"
-    return "\n".join(lines) + "\n" + note
+    text = "\n".join(lines) + "\n" + note if methods else "No cell finished.\n"
+    failed = results.get("failed") or []
+    if failed:
+        text += f"\n## Failed cells ({len(failed)})\n\n"
+        text += "".join(f"- `{f['cell']}`: {f['error']} (log: `{f['log']}`)\n" for f in failed)
+    return text
 
 
 def _plots(cfg: TableConfig, rows: dict[str, dict[str, list[dict[str, Any]]]], results: dict[str, Any]) -> None:

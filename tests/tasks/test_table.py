@@ -1,14 +1,56 @@
-"""The table runner: cells as plain commands, results/markdown/plots, resume without recomputing."""
+"""The table runner: cells as plain commands, results/markdown/plots, resume without recomputing, no stale cells,
+failures listed and fatal.
+
+Most tests run each cell's own command in this process (``_InProcess``: the real ``norm-inr`` task, a tiny image,
+3 steps); one slow test runs them as the real subprocesses."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import tyro
 from PIL import Image
 
-from norm_nerf.tasks.table import TableConfig, build_cells, markdown_table, parse_net, run_table
+from norm_nerf.tasks import table
+from norm_nerf.tasks.table import CellsFailedError, TableConfig, build_cells, markdown_table, parse_net, run_table
+
+
+class _InProcess:
+    """Stands in for ``subprocess`` in the table module: runs a cell's ``norm-inr`` command in this process; the
+    methods in ``fail`` exit 2 with an error line in the cell's log, as a failing cell does."""
+
+    STDOUT = subprocess.STDOUT
+
+    def __init__(self, fail: tuple[str, ...] = ()) -> None:
+        self.fail, self.ran = fail, []
+
+    def run(self, cmd, stdout, stderr, env, check):
+        from norm_nerf.scripts.inr import Command, main
+
+        args = cmd[3:]
+        self.ran.append(args)
+        method = args[args.index("--method") + 1]
+        if method in self.fail:
+            stdout.write("Traceback (most recent call last):\n  ...\nerror: boom in " + method + "\n")
+            return subprocess.CompletedProcess(cmd, 2)
+        main(tyro.cli(Command, args=args))
+        return subprocess.CompletedProcess(cmd, 0)
+
+
+@pytest.fixture
+def tiny_image(tmp_path):
+    img = tmp_path / "tiny.png"
+    Image.fromarray((np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)).save(img)
+    return img
+
+
+def _cfg(img, out, **kw) -> TableConfig:
+    kw = {"methods": ("relu", "pe+cn"), "nets": ("1x8",), "steps": 3, "extra": ("--resize", "None"), **kw}
+    return TableConfig("image", inputs=(img,), out=out, **kw)
 
 
 def test_parse_net_and_cells(tmp_path) -> None:
@@ -22,22 +64,126 @@ def test_parse_net_and_cells(tmp_path) -> None:
         build_cells(TableConfig("ct", methods=("bogus",), out=tmp_path))
 
 
-def test_table_runs_and_resumes(tmp_path) -> None:
-    img = tmp_path / "tiny.png"
-    Image.fromarray((np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)).save(img)
-    cfg = TableConfig(
-        "image", methods=("relu", "pe+cn"), nets=("1x8",), inputs=(img,), steps=3, out=tmp_path / "t",
-        extra=("--resize", "None"),
-    )  # fmt: skip
+@pytest.mark.slow  # starts one norm-inr process per cell
+def test_table_runs_and_resumes(tmp_path, tiny_image) -> None:
+    cfg = _cfg(tiny_image, tmp_path / "t")
     results = run_table(cfg)
-    assert set(results["nets"]["1x8"]) == {"relu", "pe+cn"}
+    assert set(results["nets"]["1x8"]) == {"relu", "pe+cn"} and results["failed"] == []
     assert (tmp_path / "t" / "table.md").read_text().count("|") > 6
     assert (tmp_path / "t" / "rate_distortion.png").is_file()
     metrics = tmp_path / "t" / "cells" / "tiny" / "1x8" / "pe_cn" / "metrics.json"
     stamp = metrics.stat().st_mtime_ns
     again = run_table(cfg)
-    assert metrics.stat().st_mtime_ns == stamp  # not recomputed
+    assert metrics.stat().st_mtime_ns == stamp  # not recomputed: the cell's own record matches this run's settings
     assert again == json.loads((tmp_path / "t" / "results.json").read_text())
+    with pytest.raises(FileExistsError, match="--steps 3 -> 4"):
+        run_table(_cfg(tiny_image, tmp_path / "t", steps=4))
+
+
+def test_resume_keeps_cells_with_the_same_settings(tmp_path, tiny_image, monkeypatch) -> None:
+    runner = _InProcess()
+    monkeypatch.setattr(table, "subprocess", runner)
+    cfg = _cfg(tiny_image, tmp_path / "t")
+    results = run_table(cfg)
+    assert set(results["nets"]["1x8"]) == {"relu", "pe+cn"} and len(runner.ran) == 2
+    assert run_table(cfg) == results and len(runner.ran) == 2  # nothing recomputed
+    run_table(_cfg(tiny_image, tmp_path / "t", methods=("relu", "pe+cn", "pe")))  # a new method: only its cell runs
+    assert len(runner.ran) == 3
+
+
+def test_changed_settings_are_refused_naming_the_cell_or_rerun_with_overwrite(tmp_path, tiny_image, monkeypatch):
+    runner = _InProcess()
+    monkeypatch.setattr(table, "subprocess", runner)
+    out = tmp_path / "t"
+    run_table(_cfg(tiny_image, out, methods=("relu",)))
+    commands = (out / "commands.txt").read_text()
+    metrics = out / "cells" / "tiny" / "1x8" / "relu" / "metrics.json"
+    before = metrics.read_text()
+    with pytest.raises(FileExistsError, match=r"cell tiny/1x8/relu finished with other settings.*--steps 3 -> 4"):
+        run_table(_cfg(tiny_image, out, methods=("relu",), steps=4))
+    with pytest.raises(FileExistsError, match=r"--lr None -> 0\.01.*--overwrite"):
+        run_table(_cfg(tiny_image, out, methods=("relu",), extra=("--resize None --lr 0.01",)))
+    assert metrics.read_text() == before and (out / "commands.txt").read_text() == commands  # nothing replaced
+    assert len(runner.ran) == 1
+    results = run_table(_cfg(tiny_image, out, methods=("relu",), steps=4, overwrite=True))
+    assert len(runner.ran) == 2 and json.loads(metrics.read_text())["config"]["steps"] == 4
+    assert "--steps 4" in (out / "commands.txt").read_text() and results["nets"]["1x8"]["relu"]["inputs"] == 1
+
+
+def test_cells_without_a_settings_record_are_refused(tmp_path, tiny_image, monkeypatch) -> None:
+    monkeypatch.setattr(table, "subprocess", _InProcess())
+    out = tmp_path / "t"
+    run_table(_cfg(tiny_image, out, methods=("relu",), dry_run=True))
+    cell = out / "cells" / "tiny" / "1x8" / "relu"
+    cell.mkdir(parents=True)
+    (cell / "metrics.json").write_text(json.dumps({"psnr": 30.0}))  # as written before metrics.json had "config"
+    with pytest.raises(FileExistsError, match="records no settings"):
+        run_table(_cfg(tiny_image, out, methods=("relu",)))
+    (cell / "metrics.json").write_text('{"psnr": 3')  # a cell killed while writing: no result, so it runs again
+    assert run_table(_cfg(tiny_image, out, methods=("relu",)))["nets"]["1x8"]["relu"]["inputs"] == 1
+
+
+def test_failed_cells_are_listed_and_fail_the_run(tmp_path, tiny_image, monkeypatch) -> None:
+    monkeypatch.setattr(table, "subprocess", _InProcess(fail=("pe",)))
+    out = tmp_path / "t"
+    with pytest.raises(CellsFailedError, match=r"1 of 2 cells failed, first tiny/1x8/pe: exit 2: error: boom in pe"):
+        run_table(_cfg(tiny_image, out, methods=("relu", "pe")))
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["nets"]["1x8"]) == ["relu"]
+    [failed] = results["failed"]
+    assert failed["cell"] == "tiny/1x8/pe" and failed["log_tail"][-1] == "error: boom in pe"
+    text = (out / "table.md").read_text()
+    assert "| relu |" in text and "## Failed cells (1)" in text and "`tiny/1x8/pe`: exit 2: error: boom in pe" in text
+
+
+def test_all_cells_failing_exits_non_zero_with_the_list(tmp_path, tiny_image, monkeypatch, capsys) -> None:
+    from norm_nerf.scripts.inr import entrypoint
+
+    monkeypatch.setattr(table, "subprocess", _InProcess(fail=("relu", "pe")))
+    out = tmp_path / "t"
+    argv = ["norm-inr", "table", "image", "--methods", "relu,pe", "--nets", "1x8", "--steps", "3",
+            "--inputs", str(tiny_image), "--extra", "--resize None", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        entrypoint()
+    captured = capsys.readouterr()
+    assert exit_info.value.code != 0 and "2 of 2 cells failed" in captured.err
+    assert "failed tiny/1x8/relu: exit 2: error: boom in relu" in captured.out
+    text = (out / "table.md").read_text()
+    assert "No cell finished." in text and "`tiny/1x8/pe`" in text and "`tiny/1x8/relu`" in text
+
+
+def test_comma_lists_and_quoted_extra_flags_parse(tmp_path) -> None:
+    from norm_nerf.scripts.inr import Command
+
+    args = ["table", "ct", "--methods", "relu,pe", "pe+cn,", "--nets", "2x8,3x8", "--out", str(tmp_path),
+            "--extra", "--schedule cosine --min-lr-ratio 0.5", "--lr 0.01"]  # fmt: skip
+    cfg = tyro.cli(Command, args=args)
+    assert cfg.methods == ("relu", "pe", "pe+cn") and cfg.nets == ("2x8", "3x8")
+    assert cfg.extra == ("--schedule", "cosine", "--min-lr-ratio", "0.5", "--lr", "0.01")
+    command = build_cells(cfg)[0].command
+    assert command[command.index("--schedule") : command.index("--schedule") + 2] == ["--schedule", "cosine"]
+    assert tyro.cli(Command, args=["table", "ct", "--extra=--schedule=cosine"]).extra == ("--schedule=cosine",)
+
+
+def test_bad_lists_and_extra_flags_are_one_line_errors(tmp_path) -> None:
+    with pytest.raises(ValueError, match="'relu' is listed twice"):
+        build_cells(TableConfig("ct", methods=("relu,pe", "relu"), out=tmp_path))
+    with pytest.raises(ValueError, match="--methods is empty"):
+        build_cells(TableConfig("ct", methods=(",",), out=tmp_path))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="name the same cell folder"):
+        build_cells(TableConfig("ct", inputs=(tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"), out=tmp_path))
+    with pytest.raises(ValueError, match="--out is set per cell by norm-inr table; use the table's own --out"):
+        build_cells(TableConfig("ct", extra=("--out elsewhere",), out=tmp_path))
+    with pytest.raises(ValueError, match="unmatched|closing quotation"):
+        TableConfig("ct", extra=('--schedule "cosine',))
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match=r"--extra --bogus 1: norm-inr ct refuses .*Unrecognized options: --bogus"):
+        run_table(TableConfig("ct", methods=("relu",), out=out, extra=("--bogus 1",), dry_run=True))
+    assert not out.exists()  # refused before any cell or folder was made
 
 
 def test_table_refuses_foreign_folder(tmp_path) -> None:
@@ -49,4 +195,6 @@ def test_table_refuses_foreign_folder(tmp_path) -> None:
 def test_markdown_layout() -> None:
     res = {"metric": "psnr", "nets": {"2x8": {"relu": {"psnr": 20.0, "psnr_best_train_mode": 21.0}}}}
     text = markdown_table(res)
-    assert "| relu | 20.00 | 21.00 |" in text and "(eval)" in text
+    assert "| relu | 20.00 | 21.00 |" in text and "(eval)" in text and "Failed" not in text
+    res["failed"] = [{"cell": "x/2x8/pe", "error": "exit 2: error: bad", "log": "L"}]
+    assert "- `x/2x8/pe`: exit 2: error: bad (log: `L`)" in markdown_table(res)
