@@ -31,10 +31,10 @@ import torch
 from _report import machine_info, write_report
 
 from norm_nerf.core.cpu_kernels import cpu_kernels
-from norm_nerf.core.cpu_memory import retain_freed_memory
 from norm_nerf.core.cpu_setup import flush_denormals
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import NORM_KINDS
+from norm_nerf.utils.cpu_memory import retain_freed_memory
 
 TARGETS = {"bn": 1.15, "ln": 1.15, "rms": 1.15, "gn": 1.25, "cn": 1.25}
 """Issue #8 targets for the 8x256 net on the 2-core CPU (ratio to ``none``)."""

@@ -19,7 +19,7 @@ import torch
 from _report import machine_info, write_report
 
 from norm_nerf.core import build_network
-from norm_nerf.core.cpu_memory import retain_freed_memory
+from norm_nerf.utils.cpu_memory import retain_freed_memory
 
 
 def _signals() -> dict[str, tuple[object, int, int, int, int]]:

@@ -49,9 +49,9 @@ def run_image_demo(cfg: ImageDemoConfig) -> dict:
 
     from norm_nerf.core import NetworkConfig, count_parameters
     from norm_nerf.eval.plots import save_curves, save_image_grid
-    from norm_nerf.outputs import prepare_output_dir
     from norm_nerf.tasks.image import ImageSignal, default_image, load_image
     from norm_nerf.tasks.trainer import TrainConfig, default_lr, fit
+    from norm_nerf.utils.outputs import prepare_output_dir
 
     console = Console()
     out = prepare_output_dir(cfg.out, Path("outputs/demo"), cfg.overwrite)
@@ -145,7 +145,7 @@ def run_nerf_demo(cfg: NerfDemoConfig) -> dict:
 
     from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
     from norm_nerf.ns.compare import train_and_score
-    from norm_nerf.outputs import prepare_output_dir
+    from norm_nerf.utils.outputs import prepare_output_dir
 
     console = Console()
     out = prepare_output_dir(cfg.out, Path("outputs/demo"), cfg.overwrite)
@@ -214,7 +214,7 @@ def _dispatch(cfg: NerfDemoConfig | ImageDemoConfig) -> dict:
 
 def entrypoint() -> None:
     """Console script ``norm-demo``."""
-    from norm_nerf.cli import run_cli
+    from norm_nerf.utils.cli import run_cli
 
     run_cli(lambda: _dispatch(tyro.cli(Command)))  # type: ignore[call-overload]
 

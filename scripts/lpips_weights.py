@@ -62,7 +62,7 @@ def run(cfg: LPIPSWeightsConfig) -> Path:
 
 def entrypoint() -> None:
     """Console script ``norm-lpips-weights``."""
-    from norm_nerf.cli import run_cli
+    from norm_nerf.utils.cli import run_cli
 
     run_cli(lambda: run(tyro.cli(LPIPSWeightsConfig)))
 

@@ -35,7 +35,7 @@ def run(cfg: BlenderSceneConfig | DTUSceneConfig) -> Path:
 
 def entrypoint() -> None:
     """Console script ``norm-make-scene`` (subcommands ``blender`` and ``dtu``)."""
-    from norm_nerf.cli import run_cli
+    from norm_nerf.utils.cli import run_cli
 
     def main() -> None:
         cfg = tyro.extras.subcommand_cli_from_dict(

@@ -44,12 +44,13 @@ def modules() -> dict[str, Path]:
     found = {}
     for package, folder in PACKAGE_DIRS.items():
         for path in folder.rglob("*.py"):
-            if package == "norm_nerf" and path.is_relative_to(ROOT / "norm_nerf") is False:
-                continue
             rel = path.relative_to(folder).with_suffix("")
             parts = [p for p in rel.parts if p != "__init__"]
             found[".".join([package, *parts])] = path
     return found
+
+
+MODULES = modules()
 
 
 def imported(module: str, path: Path) -> list[tuple[int, str]]:
@@ -68,6 +69,7 @@ def imported(module: str, path: Path) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             out.append((node.lineno, name))
+            out += [(node.lineno, f"{name}.{a.name}") for a in node.names if f"{name}.{a.name}" in MODULES]
     return [(line, name) for line, name in out if name == "norm_nerf" or name.startswith("norm_nerf.")]
 
 

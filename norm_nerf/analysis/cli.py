@@ -8,7 +8,6 @@ Stand-alone use::
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,11 @@ from norm_nerf.analysis.ntk import (
     plot_eigenvalue_histograms,
     spectrum_summary,
 )
+from norm_nerf.core import build_network, count_parameters, default_lr, parse_method
+from norm_nerf.utils.cli import run_cli
+from norm_nerf.utils.console import CONSOLE, progress
+from norm_nerf.utils.jsonio import write_json
+from norm_nerf.utils.outputs import prepare_output_dir
 
 DEFAULT_METHODS = ("relu", "relu+bn", "relu+ln", "relu+gn", "relu+cn", "pe", "pe+cn")
 """Plain ReLU and PE networks with and without each normalization, as in the papers' NTK figure."""
@@ -105,7 +109,6 @@ class FreqConfig(AnalysisConfig):
 
 
 def _check_common(cfg: AnalysisConfig) -> None:
-    from norm_nerf.core import parse_method
 
     if not cfg.methods:
         raise ValueError("--methods is empty; name at least one method, e.g. relu pe+cn")
@@ -153,7 +156,6 @@ def check_freq_config(cfg: FreqConfig) -> None:
 
 
 def _build(method: str, cfg: AnalysisConfig, in_dim: int, out_dim: int) -> torch.nn.Module:
-    from norm_nerf.core import build_network
 
     return build_network(method, in_dim, out_dim, cfg.depth, cfg.width, seed=cfg.seed).to(cfg.device)
 
@@ -161,11 +163,7 @@ def _build(method: str, cfg: AnalysisConfig, in_dim: int, out_dim: int) -> torch
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[], None]]]:
     """Yields ``add(label, total) -> advance``: one rich progress bar per method."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled
-    ) as bar:
+    with progress(enabled=enabled) as bar:
 
         def add(label: str, total: int) -> Callable[[], None]:
             task = bar.add_task(label, total=total)
@@ -182,26 +180,7 @@ def _peak_rss_mb() -> float | None:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-def _finite(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null, paths strings, tuples lists."""
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(_finite(data), indent=2, allow_nan=False))
-    return path
-
-
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -209,7 +188,7 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    CONSOLE.print(table)
 
 
 # ---------------------------------------------------------------------------------------------- ntk
@@ -233,7 +212,6 @@ def _measure(net: torch.nn.Module, x: Tensor, chunk: int) -> tuple[Tensor, dict[
 
 
 def _ntk_method(method: str, cfg: NtkConfig, signal: GridSignal, add_bar) -> tuple[Tensor, dict[str, Any]]:
-    from norm_nerf.core import count_parameters, default_lr
 
     start = time.perf_counter()
     net = _build(method, cfg, cfg.dim, 1)
@@ -260,7 +238,6 @@ def _ntk_method(method: str, cfg: NtkConfig, signal: GridSignal, add_bar) -> tup
 
 def run_ntk(cfg: NtkConfig) -> dict[str, Any]:
     """Compute the NTK spectra of all methods; writes ``ntk.json`` and ``ntk_eigenvalues.png``; returns the JSON."""
-    from norm_nerf.outputs import prepare_output_dir
 
     check_ntk_config(cfg)
     out = prepare_output_dir(cfg.out, Path("outputs/ntk"), cfg.overwrite)
@@ -286,7 +263,7 @@ def run_ntk(cfg: NtkConfig) -> dict[str, Any]:
         "config": asdict(cfg),
         "methods": methods,
     }
-    _write_json(out / "ntk.json", result)
+    write_json(out / "ntk.json", result)
     title = f"NTK eigenvalues at init, {cfg.depth}x{cfg.width}, P={cfg.points} ({cfg.dim}-D), train-mode batch coupling"
     title += "; dashed: median"
     plot_eigenvalue_histograms(spectra, out / "ntk_eigenvalues.png", title)
@@ -331,7 +308,6 @@ def _first_below(steps: list[int], errors: Tensor, level: float) -> list[int | N
 
 
 def _freq_method(method: str, cfg: FreqConfig, signal: GridSignal, edges: Tensor, add_bar) -> dict[str, Any]:
-    from norm_nerf.core import count_parameters, default_lr
 
     start = time.perf_counter()
     net = _build(method, cfg, signal.coords.shape[1], signal.values.shape[-1])
@@ -364,7 +340,6 @@ def _freq_method(method: str, cfg: FreqConfig, signal: GridSignal, edges: Tensor
 
 def run_freq(cfg: FreqConfig) -> dict[str, Any]:
     """Train every method and record the per-band error; writes ``freq.json`` and ``freq_error.png``."""
-    from norm_nerf.outputs import prepare_output_dir
 
     check_freq_config(cfg)
     signal = _freq_signal(cfg)
@@ -385,7 +360,7 @@ def run_freq(cfg: FreqConfig) -> dict[str, Any]:
         "config": asdict(cfg),
         "methods": methods,
     }
-    _write_json(out / "freq.json", result)
+    write_json(out / "freq.json", result)
     curves = {m: (r["steps"], torch.tensor(r["band_error"])) for m, r in methods.items()}
     plot_band_errors(curves, edges, out / "freq_error.png", f"relative error per frequency band: {signal.name}")
     columns = ["method", *[f"band {i}" for i in range(cfg.num_bands)], "s"]
@@ -403,8 +378,6 @@ def main() -> None:
     from typing import Annotated
 
     import tyro
-
-    from norm_nerf.cli import run_cli
 
     Command = (
         Annotated[NtkConfig, tyro.conf.subcommand("ntk", prefix_name=False)]

@@ -17,7 +17,7 @@ import warnings
 import torch
 
 from norm_nerf.core.cpu_kernels import compiled_enabled, cpu_kernels
-from norm_nerf.core.cpu_memory import retain_freed_memory
+from norm_nerf.utils.cpu_memory import retain_freed_memory
 
 _flushed: dict[int, int] = {}
 

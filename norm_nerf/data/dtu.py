@@ -170,7 +170,7 @@ def write_dtu_scene(cfg: DTUSceneConfig) -> Path:
     )
     from norm_nerf.data.render import SceneGeometry, render
     from norm_nerf.data.shapes import ground_plane, scene_object
-    from norm_nerf.outputs import prepare_output_dir
+    from norm_nerf.utils.outputs import prepare_output_dir
 
     cfg.validate()
     obj = scene_object(cfg.shape, cfg.mesh, cfg.detail)

@@ -10,10 +10,10 @@ from typing import Any
 def run_cli(main: Callable[[], Any]) -> None:
     """Run ``main``; known user errors (bad files, names, values) exit with status 2 and a message.
 
-    Freed CPU memory is kept for reuse (:func:`norm_nerf.core.cpu_memory.retain_freed_memory`): training reallocates
+    Freed CPU memory is kept for reuse (:func:`norm_nerf.utils.cpu_memory.retain_freed_memory`): training reallocates
     the same large activations every step.
     """
-    from norm_nerf.core.cpu_memory import retain_freed_memory
+    from norm_nerf.utils.cpu_memory import retain_freed_memory
 
     retain_freed_memory()
     try:

@@ -9,7 +9,7 @@ import pytest
 
 CODE = """
 import time, torch
-from norm_nerf.core.cpu_memory import retain_freed_memory
+from norm_nerf.utils.cpu_memory import retain_freed_memory
 torch.set_num_threads(1)
 applied = retain_freed_memory() if {retain} else False
 x, g = torch.randn(65536, 256), torch.randn(256)
