@@ -113,3 +113,12 @@ def test_the_rule_itself(source: str, target: str, ok: bool) -> None:
     own, rank = layer_of(source)
     other, other_rank = layer_of(target)
     assert (other == own or other_rank < rank) is ok
+
+
+def test_every_package_is_installed() -> None:
+    """A sub-package missing from pyproject's ``packages`` works in the editable checkout and breaks installs."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
