@@ -46,6 +46,7 @@ def _worker(rank: int, kind: str) -> dict:
     }
 
 
+@pytest.mark.slow  # spawns two gloo processes
 @pytest.mark.parametrize("kind", ["bn", "gn", "cn"])
 def test_two_process_sync_equals_concatenated_batch(kind: str, tmp_path) -> None:
     if not dist.is_available():

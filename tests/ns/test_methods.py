@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from norm_nerf.core.norms import RunningStatsNorm
@@ -40,6 +41,7 @@ def test_none_matches_base_field_parameter_count() -> None:
     assert sum(isinstance(m, RunningStatsNorm) for m in head_only.mlp_head.modules()) == 2
 
 
+@pytest.mark.slow  # mipnerf_run trains norm-mipnerf
 def test_train_checkpoint_load_and_eval(mipnerf_run) -> None:
     pipeline, ckpt, step = _load(mipnerf_run)
     assert ckpt.name.endswith(".ckpt") and step == 11
@@ -56,6 +58,7 @@ def test_train_checkpoint_load_and_eval(mipnerf_run) -> None:
     assert "fine_lpips" in metrics  # NaN without the offline weights, never a download
 
 
+@pytest.mark.slow
 def test_eval_rendering_is_chunk_invariant(mipnerf_run) -> None:
     pipeline, _, _ = _load(mipnerf_run)
     model = pipeline.model.eval()
@@ -67,6 +70,7 @@ def test_eval_rendering_is_chunk_invariant(mipnerf_run) -> None:
     torch.testing.assert_close(images[0], images[1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_no_grad_queries_leave_statistics_untouched(mipnerf_run) -> None:
     pipeline, _, _ = _load(mipnerf_run)
     model = pipeline.model.train()
@@ -80,6 +84,7 @@ def test_no_grad_queries_leave_statistics_untouched(mipnerf_run) -> None:
     assert any(not torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
+@pytest.mark.slow
 def test_norm_nerf_trains_with_norm_none(tiny_scene, tmp_path) -> None:
     from norm_nerf.ns.runs import cpu_preset, method_config, train
 

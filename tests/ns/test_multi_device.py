@@ -61,6 +61,7 @@ def _worker(rank: int, norm: str) -> dict:
     return _step(_field(norm), _rank_slice(rank))
 
 
+@pytest.mark.slow  # spawns two gloo processes
 @pytest.mark.parametrize("norm", ["cn", "bn"])
 def test_two_ranks_train_the_one_process_field(norm: str, tmp_path) -> None:
     if not dist.is_available():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # trains norm-mipnerf twice (trainer.train())
 
 
 def _train_seeded(config) -> dict[str, torch.Tensor]:
