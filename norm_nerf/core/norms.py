@@ -1,7 +1,7 @@
 """Normalization layers for coordinate networks: batch, layer, global, cross and RMS norm.
 
 Every layer takes inputs of shape ``(..., C)``, flattens the leading dimensions to ``N`` points and
-normalizes the ``N x C`` matrix as in DESIGN.md §2, followed by a learnable per-channel affine
+normalizes the ``N x C`` matrix as in docs/design.md §2, followed by a learnable per-channel affine
 (weight initialised to 1, bias to 0).
 
 Batch-dependent layers (``bn``, ``gn``, ``cn``) keep running estimates of their batch-dependent parts

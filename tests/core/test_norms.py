@@ -14,7 +14,7 @@ EPS = 1e-5
 
 
 def _independent(kind: str, x: np.ndarray) -> np.ndarray:
-    """Reference formulas of DESIGN.md §2 written with explicit loops / numpy, independent of the module."""
+    """Reference formulas of docs/design.md §2 written with explicit loops / numpy, independent of the module."""
     n, c = x.shape
     if kind == "bn":
         return (x - x.mean(0)) / np.sqrt(x.var(0) + EPS)
