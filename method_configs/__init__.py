@@ -3,7 +3,8 @@
 Every method is its base nerfstudio method with normalized field MLPs; ``--pipeline.model.norm none``
 runs the base method through the same code. Defaults: Blender data (``norm-blender``: nerfstudio's parser
 with input checks; ``norm-neus``: NeuS/DTU scans, ``norm-dtu``), the plain (in-process) data manager, CPU when
-no GPU is present.
+no GPU is present, and a trainer that stops with a clear error (naming the step) when the training loss or the
+model becomes non-finite, before anything diverged is saved (``norm_nerf.ns.trainer``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from nerfstudio.configs.base_config import MachineConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig, MultiStepSchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
@@ -22,6 +22,7 @@ from norm_nerf.ns.blender_dataparser import NormBlenderDataParserConfig
 from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig
 from norm_nerf.ns.models import NormMipNerfModelConfig, NormNeRFModelConfig
 from norm_nerf.ns.neus import NormNeuSFactoModelConfig, NormNeuSModelConfig
+from norm_nerf.ns.trainer import NormTrainerConfig
 
 
 def _machine() -> MachineConfig:
@@ -33,7 +34,7 @@ def _fields_optimizer() -> dict:
 
 
 norm_mipnerf = MethodSpecification(
-    config=TrainerConfig(
+    config=NormTrainerConfig(
         method_name="norm-mipnerf",
         machine=_machine(),
         pipeline=VanillaPipelineConfig(
@@ -53,7 +54,7 @@ norm_mipnerf = MethodSpecification(
 )
 
 norm_nerf = MethodSpecification(
-    config=TrainerConfig(
+    config=NormTrainerConfig(
         method_name="norm-nerf",
         machine=_machine(),
         pipeline=VanillaPipelineConfig(
@@ -80,9 +81,9 @@ def _neus_optimizer(warm_up: int, steps: int) -> dict:
 
 def _surface_method(
     name: str, model: ModelConfig, rays: int, steps: int, eval_image_every: int, save_every: int, optimizers: dict
-) -> TrainerConfig:
+) -> NormTrainerConfig:
     """A surface method on NeuS/DTU scans (norm-dtu) with the plain data manager; evaluates one image at a time."""
-    return TrainerConfig(
+    return NormTrainerConfig(
         method_name=name,
         machine=_machine(),
         steps_per_eval_image=eval_image_every,
