@@ -1,0 +1,108 @@
+"""--load-config (norm-eval-blender, norm-extract-mesh): broken config files, runs without checkpoints, diverged
+checkpoints and NaN renders give one clear line naming the file, before anything is written."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from norm_nerf.scripts import eval_blender, extract_mesh
+
+from norm_nerf.ns.eval_render import (
+    NonFiniteCheckpointError,
+    NonFiniteRenderError,
+    RunConfigError,
+    eval_images,
+    load_pipeline,
+    read_run_config,
+)
+
+
+def _main(monkeypatch, script, name: str, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    script.entrypoint()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", r"config.yml: not a text file"),
+        (b"method_name: [unclosed\nother: 1\n", r"config.yml: not valid YAML \(.* at line \d+, column \d+\)"),
+        (b"a: 1\n  b: 2\n", r"config.yml: not valid YAML"),
+        (b"!!python/object:no_such_module.Config {}\n", r"config.yml: not valid YAML \(cannot find module"),
+        (b"just: a dict\n", r"config.yml: not a nerfstudio run config \(the YAML holds a dict"),
+        (b"", r"config.yml: not a nerfstudio run config \(the YAML holds a NoneType"),
+    ],
+)
+def test_bad_config_files_are_one_line_errors(monkeypatch, tmp_path, capsys, content, message) -> None:
+    config = tmp_path / "config.yml"
+    config.write_bytes(content)
+    with pytest.raises(RunConfigError, match=message):
+        read_run_config(config)
+    for script, name, extra in ((eval_blender, "norm-eval-blender", ["--out", str(tmp_path / "e")]),
+                                (extract_mesh, "norm-extract-mesh", ["--out", str(tmp_path / "m.ply")])):  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            _main(monkeypatch, script, name, "--load-config", str(config), *extra)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.startswith(f"error: {config}: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "e").exists() and not (tmp_path / "m.ply").exists()
+
+
+def _copy_run(config_yml: Path, dest: Path, poison: bool = False, keep_checkpoints: bool = True) -> Path:
+    """The run of ``config_yml`` under ``dest`` (its config pointing there); optionally NaN in one weight."""
+    cfg = read_run_config(config_yml)
+    source_ckpts = cfg.get_checkpoint_dir()
+    cfg.output_dir = dest
+    cfg.get_base_dir().mkdir(parents=True)
+    cfg.save_config()
+    target = cfg.get_checkpoint_dir()
+    target.mkdir(parents=True)
+    if keep_checkpoints:
+        for ckpt in source_ckpts.glob("*.ckpt"):
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            if poison:
+                key = next(k for k in state["pipeline"] if k.endswith("weight"))
+                state["pipeline"][key] = torch.full_like(state["pipeline"][key], float("nan"))
+            torch.save(state, target / ckpt.name)
+    return cfg.get_base_dir() / "config.yml"
+
+
+def test_a_run_without_checkpoints_is_named(mipnerf_run, tmp_path) -> None:
+    config = _copy_run(mipnerf_run, tmp_path / "copy", keep_checkpoints=False)
+    with pytest.raises(FileNotFoundError, match=r"config.yml: no checkpoint \(step-\*.ckpt\) in .*nerfstudio_models"):
+        load_pipeline(config)
+
+
+def test_a_diverged_checkpoint_is_refused(mipnerf_run, tmp_path, monkeypatch, capsys) -> None:
+    config = _copy_run(mipnerf_run, tmp_path / "copy", poison=True)
+    with pytest.raises(NonFiniteCheckpointError, match=r"step-0+11.ckpt: \d+ of \d+ tensors hold NaN/inf .*diverged"):
+        load_pipeline(config)
+    with pytest.raises(SystemExit):
+        _main(
+            monkeypatch, eval_blender, "norm-eval-blender", "--load-config", str(config), "--out", str(tmp_path / "e")
+        )
+    assert "hold NaN/inf" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+def test_nan_renders_are_refused_not_scored(mipnerf_run, monkeypatch) -> None:
+    pipeline, _, _ = load_pipeline(mipnerf_run)
+    model = pipeline.model
+    render = model.get_outputs_for_camera
+
+    def nan_render(camera, *args, **kwargs):
+        outputs = render(camera, *args, **kwargs)
+        outputs["rgb_fine"] = outputs["rgb_fine"] * float("nan")
+        return outputs
+
+    monkeypatch.setattr(model, "get_outputs_for_camera", nan_render)
+    _, items = eval_images(pipeline)
+    with pytest.raises(NonFiniteRenderError, match=r"test/r_0.png: the rendering of this view has \d+ of \d+ non-fin"):
+        next(items)
+
+
+def test_a_valid_run_still_loads(mipnerf_run, tmp_path) -> None:
+    config = _copy_run(mipnerf_run, tmp_path / "copy")
+    _, ckpt, step = load_pipeline(config)
+    assert step == 11 and ckpt.parent == read_run_config(config).get_checkpoint_dir()
