@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from norm_nerf.core import NetworkConfig, count_parameters
-from norm_nerf.tasks.trainer import FitResult, TrainConfig, default_lr, fit
+from norm_nerf.tasks.trainer import ConfigError, FitResult, TrainConfig, default_lr, fit
 
 
 @dataclass
@@ -29,15 +29,15 @@ class TaskConfig:
     schedule: Literal["constant", "cosine", "exp"] = "constant"
     """Learning-rate schedule."""
     min_lr_ratio: float = 0.01
-    """Final/initial learning rate for cosine and exp schedules."""
+    """Final/initial learning rate for cosine and exp schedules, in (0, 1]."""
     num_frequencies: int = 10
     """PE octaves (sin/cos(2^k pi x), k < L)."""
     seed: int = 0
     """Seed of the network initialisation."""
     log_every: int = 10
-    """Training-curve resolution in steps."""
+    """Training-curve resolution in steps (>= 1)."""
     device: str = "cpu"
-    """Torch device, e.g. cpu or cuda."""
+    """Torch device: cpu, cuda, cuda:<i> or mps; refused with the list of available ones when absent."""
     out: Path | None = None
     """Output folder (default: outputs/<task>/<time>)."""
     overwrite: bool = False
@@ -64,18 +64,27 @@ class TaskConfig:
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else default_lr(self.method)
 
+    def check_task(self) -> None:
+        """Task-specific checks (subclasses extend this); :func:`check_common` calls it."""
+
 
 def check_common(cfg: TaskConfig) -> None:
-    """Validate the shared fields with clear messages (before any heavy work)."""
+    """Validate a task config with clear messages before any heavy work; every ``norm-inr`` task calls this.
+
+    Network fields here, optimisation fields in :meth:`TrainConfig.check` (schedule ratio, ``--log-every``,
+    ``--device``), task fields in :meth:`TaskConfig.check_task`; all raise :class:`ConfigError` (a ``ValueError``).
+    """
     from norm_nerf.core import parse_method
 
     parse_method(cfg.method)
     if cfg.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {cfg.steps}")
+        raise ConfigError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.depth < 1 or cfg.width < 1:
-        raise ValueError(f"--depth and --width must be >= 1, got {cfg.depth} and {cfg.width}")
+        raise ConfigError(f"--depth and --width must be >= 1, got {cfg.depth} and {cfg.width}")
     if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise ValueError(f"--lr must be a positive number, got {cfg.lr}")
+        raise ConfigError(f"--lr must be a positive number, got {cfg.lr}")
+    cfg.train_config()  # TrainConfig checks its fields on construction
+    cfg.check_task()
 
 
 def fit_signal(cfg: TaskConfig, signal: Any, in_dim: int, out_dim: int, label: str) -> tuple[Any, FitResult]:

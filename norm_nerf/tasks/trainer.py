@@ -54,9 +54,53 @@ def signal_batch_size(signal: Signal) -> int | None:
     return getattr(signal, "batch_size", None)
 
 
+class ConfigError(ValueError):
+    """A user-facing problem with a training or task setting (names the option and the accepted values)."""
+
+
+SCHEDULES = ("constant", "cosine", "exp")
+"""Learning-rate schedules; cosine and exp decay to ``min_lr_ratio`` times the initial rate."""
+
+
+def available_devices() -> list[str]:
+    """Torch devices usable here: ``cpu``, then ``cuda`` (and ``cuda:<i>`` per GPU) and ``mps`` when present."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(count)]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(name: str) -> torch.device:
+    """``name`` as a torch device, or a :class:`ConfigError` that lists the devices available here."""
+    if name == "cpu":
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown --device {name!r}; available here: {', '.join(available_devices())}") from None
+    available = available_devices()
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: no CUDA GPU is available here; available: {', '.join(available)}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here; available: {', '.join(available)}"
+            )
+        return device
+    if device.type == "mps" and "mps" in available:
+        return device
+    raise ConfigError(f"--device {name}: not available here; available: {', '.join(available)}")
+
+
 @dataclass
 class TrainConfig:
-    """Optimisation settings shared by all signal tasks."""
+    """Optimisation settings shared by all signal tasks (checked on construction, :meth:`check`)."""
 
     steps: int = 2000
     """Number of optimisation steps (full batch)."""
@@ -79,6 +123,30 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse impossible settings with a :class:`ConfigError` naming the option (the one place for these rules)."""
+        if self.steps < 0:
+            raise ConfigError(f"--steps must be >= 0, got {self.steps}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule != "constant" and not (0 < self.min_lr_ratio <= 1):
+            raise ConfigError(
+                f"--min-lr-ratio must be in (0, 1] for the {self.schedule} schedule (final/initial learning rate), "
+                f"got {self.min_lr_ratio}"
+            )
+        if self.log_every < 1:
+            raise ConfigError(f"--log-every must be >= 1 (steps between curve points), got {self.log_every}")
+        if self.chunk < 1:
+            raise ConfigError(f"chunk must be >= 1, got {self.chunk}")
+        if self.recalib_batches < 1:
+            raise ConfigError(f"recalib_batches must be >= 1, got {self.recalib_batches}")
+        check_device(self.device)
+
 
 def default_lr(method: str) -> float:
     """The learning rate the papers (and the authors' code) use for each kind of network."""
@@ -97,7 +165,8 @@ class FitResult:
     train_mode_metrics: dict[str, float]
     """Metrics of the final model in train mode (batch statistics)."""
     best_train_mode_metric: float
-    """Best quick metric seen during training, in train mode (what the authors' code reports)."""
+    """Best train-mode metric: the best quick metric seen during training (what the authors' code reports) or the
+    final train-mode evaluation, whichever is higher (the per-step value is taken before that step's update)."""
     curve_steps: list[int] = field(default_factory=list)
     curve_metric: list[float] = field(default_factory=list)
     curve_loss: list[float] = field(default_factory=list)
@@ -129,9 +198,10 @@ def _lr_lambda(cfg: TrainConfig):
 
 def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str = "fit") -> FitResult:
     """Train ``net`` on ``signal`` full-batch for ``cfg.steps`` steps and evaluate it honestly."""
-    if cfg.steps < 0:
-        raise ValueError(f"steps must be >= 0, got {cfg.steps}")
-    device = torch.device(cfg.device)
+    cfg.check()  # the fields may have been changed after construction
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"--lr must be a positive number, got {lr}")
+    device = check_device(cfg.device)
     net = net.to(device)
     coords = signal.coords.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -139,6 +209,8 @@ def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str 
     result = FitResult(metrics={}, train_mode_metrics={}, best_train_mode_metric=-math.inf)
     start = time.perf_counter()
     batch = signal_batch_size(signal)
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch-size must be >= 1 (points per step; more than the data = full batch), got {batch}")
     gen = torch.Generator().manual_seed(cfg.seed)
     net.train()
     with _progress(cfg.progress, label, cfg.steps, signal_metric_name(signal)) as advance:
@@ -155,7 +227,8 @@ def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str 
             opt.step()
             sched.step()
             metric = signal.quick_metric(pred.detach(), loss.detach(), idx)
-            result.best_train_mode_metric = max(result.best_train_mode_metric, metric)
+            if not math.isnan(metric):
+                result.best_train_mode_metric = max(result.best_train_mode_metric, metric)
             if step % cfg.log_every == 0 or step == cfg.steps - 1:
                 result.curve_steps.append(step)
                 result.curve_metric.append(metric)
@@ -167,6 +240,9 @@ def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str 
     batch = signal_batch_size(signal)
     with torch.no_grad():  # train mode = batch statistics of training-sized batches
         result.train_mode_metrics = signal.metrics(predict(net, eval_coords, batch or len(eval_coords)).cpu())
+    final = result.train_mode_metrics.get(signal_metric_name(signal))
+    if final is not None and not math.isnan(final):  # the best includes the final model
+        result.best_train_mode_metric = max(result.best_train_mode_metric, final)
     recalibrate(net, _recalibration_batches(coords, batch, cfg.recalib_batches, gen))
     net.eval()
     pred = predict(net, eval_coords, cfg.chunk).cpu()
