@@ -3,8 +3,10 @@
 Conventions (those of the NeRF / Mip-NeRF papers):
 
 * images in [0, 1]; RGBA is composited on a white background (the Blender ground truth is RGBA);
-* PSNR over all pixels and channels of one image, prediction clipped to [0, 1]; the reported PSNR is the mean of
-  the per-image values (not the PSNR of the mean error);
+* PSNR over all pixels and channels of one image, prediction clipped to [0, 1], capped at ``PSNR_CAP_DB`` (100 dB:
+  an exact match, MSE 0, has infinite PSNR; ``psnr_capped`` counts such images); the reported PSNR is the mean of
+  the (capped) per-image values, not the PSNR of the mean error;
+* a prediction (or ground truth) with NaN/inf pixels is refused (:class:`NonFiniteImageError`), never scored;
 * SSIM with an 11 x 11 Gaussian window (sigma 1.5, k1 = 0.01, k2 = 0.03), averaged over the three channels
   (:func:`norm_nerf.eval.metrics.ssim`);
 * LPIPS with AlexNet (v0.1 heads) through torchmetrics, inputs in [0, 1] (``normalize=True``). Without the AlexNet
@@ -28,12 +30,22 @@ from norm_nerf.data.neus_layout import IMAGE_SUFFIXES
 from norm_nerf.ns.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 
 WHITE = (1.0, 1.0, 1.0)
+PSNR_CAP_DB = 100.0
+"""Largest PSNR reported for one image: an exact match (MSE 0) has infinite PSNR, which would make the mean inf."""
 SETTINGS = {
-    "psnr": "per image over all pixels and channels, prediction clipped to [0, 1]; mean of per-image values",
+    "psnr": (
+        f"per image over all pixels and channels, prediction clipped to [0, 1], capped at {PSNR_CAP_DB:g} dB (an exact "
+        "match, MSE 0, is reported as the cap; psnr_capped counts them); mean of the capped per-image values"
+    ),
     "ssim": "Gaussian window 11x11, sigma 1.5, k1 0.01, k2 0.03, mean over RGB channels",
     "lpips": "AlexNet (LPIPS v0.1) via torchmetrics, inputs in [0, 1] (normalize=True)",
     "background": "RGBA composited on white",
+    "non_finite": "a prediction or ground truth with NaN/inf pixels is refused, not scored",
 }
+
+
+class NonFiniteImageError(ValueError):
+    """A prediction or ground-truth image with NaN/inf pixels (e.g. the render of a diverged model)."""
 
 
 @dataclass
@@ -43,7 +55,7 @@ class ImageScores:
     name: str
     """Image name (file stem)."""
     psnr: float
-    """PSNR in dB (inf for a perfect match)."""
+    """PSNR in dB, at most ``PSNR_CAP_DB`` (the value of a perfect match)."""
     ssim: float
     """SSIM."""
     lpips: float | None
@@ -138,7 +150,8 @@ def lpips_scorer() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, st
 
 
 def score_image(name: str, pred: np.ndarray, gt: np.ndarray, lpips: Callable | None) -> ImageScores:
-    """PSNR, SSIM and LPIPS of one prediction against its ground truth (both (H, W, 3) in [0, 1])."""
+    """PSNR (capped at ``PSNR_CAP_DB``), SSIM and LPIPS of one prediction against its ground truth (both (H, W, 3) in
+    [0, 1]); :class:`NonFiniteImageError` when either has NaN/inf pixels."""
     import torch
 
     from norm_nerf.eval.metrics import psnr, ssim
@@ -147,9 +160,16 @@ def score_image(name: str, pred: np.ndarray, gt: np.ndarray, lpips: Callable | N
         raise ValueError(
             f"{name}: prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth {gt.shape[1]}x{gt.shape[0]}"
         )
+    for role, image in (("prediction", pred), ("ground truth", gt)):
+        bad = int(np.size(image) - np.isfinite(image).sum())
+        if bad:
+            raise NonFiniteImageError(
+                f"{name}: the {role} has {bad} of {np.size(image)} non-finite values (NaN/inf); refusing to score it"
+            )
     p, t = torch.from_numpy(pred), torch.from_numpy(gt)
     use_lpips = lpips is not None and min(pred.shape[:2]) >= LPIPS_MIN_SIDE
-    return ImageScores(name, psnr(p, t), ssim(p, t, channel_axis=-1), lpips(pred, gt) if use_lpips else None)
+    value = min(float(psnr(p, t)), PSNR_CAP_DB)
+    return ImageScores(name, value, ssim(p, t, channel_axis=-1), lpips(pred, gt) if use_lpips else None)
 
 
 def _json_number(x: float | None) -> float | None:
@@ -169,13 +189,14 @@ def summarize(scores: list[ImageScores], lpips_reason: str | None, source: dict)
         "count": len(scores),
         "mean": {k: _json_number(v) for k, v in mean.items()},
         "images": [{k: (_json_number(v) if k != "name" else v) for k, v in asdict(s).items()} for s in scores],
+        "psnr_capped": sum(s.psnr >= PSNR_CAP_DB for s in scores),
         "lpips_missing_reason": lpips_reason,
         "settings": SETTINGS,
     }
 
 
 def markdown_table(summary: dict) -> str:
-    """Per-image rows and a mean row; n/a for missing values (inf PSNR: a perfect match)."""
+    """Per-image rows and a mean row; n/a for missing values; a note when PSNR was capped (perfect matches)."""
 
     def fmt(x: float | None, digits: int) -> str:
         return "n/a" if x is None else f"{x:.{digits}f}"
@@ -183,6 +204,8 @@ def markdown_table(summary: dict) -> str:
     lines = ["| image | PSNR [dB] | SSIM | LPIPS (alex) |", "|---|---:|---:|---:|"]
     for row in summary["images"] + [{"name": "**mean**", **summary["mean"]}]:
         lines.append(f"| {row['name']} | {fmt(row['psnr'], 2)} | {fmt(row['ssim'], 4)} | {fmt(row['lpips'], 4)} |")
+    if summary.get("psnr_capped"):
+        lines += ["", f"PSNR capped at {PSNR_CAP_DB:g} dB for {summary['psnr_capped']} image(s) (exact matches)."]
     if summary["lpips_missing_reason"]:
         lines += ["", f"LPIPS missing: {summary['lpips_missing_reason']}"]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,14 @@ import pytest
 from norm_nerf.scripts.eval_blender import EvalBlenderConfig, run
 from PIL import Image
 
-from norm_nerf.eval.blender_eval import markdown_table, pair_images
+from norm_nerf.eval.blender_eval import (
+    PSNR_CAP_DB,
+    NonFiniteImageError,
+    evaluate,
+    markdown_table,
+    pair_images,
+    score_image,
+)
 from norm_nerf.ns.lpips import lpips_available
 
 C1, C2 = 0.01**2, 0.03**2
@@ -70,9 +77,34 @@ def test_rgba_ground_truth_is_composited_on_white(tmp_path) -> None:
         EvalBlenderConfig(pred_dir=tmp_path / "pred", gt_dir=tmp_path / "gt", out=tmp_path / "o", panels=False)
     )
     for row in summary["images"]:
-        assert row["psnr"] is None  # inf: a perfect match (JSON has no inf)
+        assert row["psnr"] == PSNR_CAP_DB  # a perfect match: capped (JSON has no inf)
         assert row["ssim"] == pytest.approx(1.0)
-    assert "inf" not in (tmp_path / "o" / "metrics.json").read_text().lower()
+    json.loads((tmp_path / "o" / "metrics.json").read_text(), parse_constant=pytest.fail)  # no Infinity/NaN in it
+
+
+def test_a_perfect_match_is_capped_and_the_mean_stays_a_number(tmp_path) -> None:
+    pred, gt, cases = _offset_case(tmp_path)
+    shutil.copy(gt / "a.png", pred / "a.png")  # exact match: MSE 0, PSNR inf before capping
+    summary = run(EvalBlenderConfig(pred_dir=pred, gt_dir=gt, out=tmp_path / "o", panels=False))
+    rows = {r["name"]: r for r in summary["images"]}
+    assert rows["a"]["psnr"] == PSNR_CAP_DB == 100.0
+    assert summary["mean"]["psnr"] == pytest.approx((PSNR_CAP_DB + _expected(*cases["b"])[0]) / 2, abs=1e-5)
+    assert summary["psnr_capped"] == 1
+    assert "capped at 100 dB" in summary["settings"]["psnr"] and "mean of the capped" in summary["settings"]["psnr"]
+    assert "PSNR capped at 100 dB for 1 image(s)" in (tmp_path / "o" / "table.md").read_text()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_predictions_are_refused_not_scored(tmp_path, bad) -> None:
+    gt = np.full((S, S, 3), 0.5)
+    pred = gt.copy()
+    pred[3, 4, 1] = bad
+    items = [("good", gt.copy(), gt), ("r_7", pred, gt)]
+    with pytest.raises(NonFiniteImageError, match=r"r_7: the prediction has 1 of 4800 non-finite values"):
+        evaluate(iter(items), tmp_path, {}, total=2, panels=False)
+    assert not (tmp_path / "metrics.json").exists()
+    with pytest.raises(NonFiniteImageError, match=r"x: the ground truth has 1 of"):
+        score_image("x", gt, pred, None)
 
 
 @pytest.mark.skipif(not lpips_available(), reason="AlexNet weights absent (norm-lpips-weights)")
