@@ -78,16 +78,15 @@ def composite(img: Float[np.ndarray, "h w c"], background: tuple[float, float, f
 
 
 def load_image(path: Path) -> Float[np.ndarray, "h w 3"]:
-    """An image file as RGB floats in [0, 1], RGBA composited on white; errors name the file."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as RGB floats in [0, 1], RGBA composited on white; errors name the file.
 
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im)
-    except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"{path}: cannot read image ({err})") from err
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    return composite(arr.astype(np.float64) / scale)
+    Decoding follows :func:`norm_nerf.tasks.image.read_image`: palette and CMYK images become RGB(A), integers are
+    divided by their type's maximum, float images must lie in [0, 1] (otherwise refused with their range), NaN/inf
+    pixels and sides shorter than 3 pixels are refused (``ImageError``, a ``ValueError``).
+    """
+    from norm_nerf.tasks.image import read_image
+
+    return composite(read_image(path, dtype=np.float64))
 
 
 def pair_images(pred_dir: Path, gt_dir: Path) -> list[tuple[str, Path, Path]]:

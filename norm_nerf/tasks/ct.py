@@ -59,20 +59,41 @@ def circle_mask(n: int) -> Float[Tensor, "n n"]:
     return (r2 <= (n // 2) ** 2).to(torch.float32)
 
 
-def load_ct_image(path: Path | None, size: int) -> Float[Tensor, "n n"]:
-    """The CT target in [0, 1]: a PNG/JPEG/TIFF (gray) or a DICOM slice; default the Shepp–Logan phantom."""
+def load_ct_image(path: Path | None, size: int, notes: list[str] | None = None) -> Float[Tensor, "n n"]:
+    """The CT target in [0, 1], ``size`` x ``size``: a PNG/JPEG/TIFF (gray) or a DICOM slice; default Shepp–Logan.
+
+    CT intensities are arbitrary, so a file whose values do not fit the image rules of
+    :func:`norm_nerf.tasks.image.read_image` (float outside [0, 1], negative integers) is min-max scaled to [0, 1],
+    and a DICOM slice always is. A non-square image is centre-cropped to a square (the Radon transform here works on
+    a square grid) before area-downsampling to ``size``. Both changes are appended to ``notes`` when given.
+    """
     if path is None:
         from skimage.data import shepp_logan_phantom
 
         img = torch.from_numpy(shepp_logan_phantom().astype(np.float32))[..., None]
         return resize_image(img, size)[..., 0]
     path = Path(path)
+    if size < 1:
+        raise ImageError(f"{path}: --size must be >= 1, got {size}")
     if path.suffix.lower() == ".dcm":
         img = _read_dicom(path)
-        if size > max(img.shape):
-            raise ImageError(f"{path}: --size {size} is larger than the image {tuple(img.shape)}")
-        return resize_image(img[..., None], size)[..., 0]
-    return load_image(path, resize=size, gray=True)[..., 0]
+        if notes is not None:
+            notes.append(f"{path}: DICOM values min-max scaled to [0, 1]")
+    else:
+        img = load_image(path, gray=True, out_of_range="minmax", notes=notes, resize_flag="--size")[..., 0]
+    h, w = img.shape
+    if h != w:
+        img = _square(img)
+        if notes is not None:
+            notes.append(
+                f"{path}: non-square image {w}x{h} centre-cropped to {img.shape[0]}x{img.shape[0]} "
+                "(CT here reconstructs a square grid)"
+            )
+    n = img.shape[0]
+    if size > n:
+        cropped = f" after centre-cropping {w}x{h} to a square" if h != w else ""
+        raise ImageError(f"{path}: --size {size} is larger than the image ({n}x{n}{cropped})")
+    return img if size == n else resize_image(img[..., None], size)[..., 0]
 
 
 def _read_dicom(path: Path) -> Tensor:
@@ -95,6 +116,7 @@ def _read_dicom(path: Path) -> Tensor:
 
 
 def _square(img: Tensor) -> Tensor:
+    """The centred largest square of a 2-D image."""
     h, w = img.shape
     n = min(h, w)
     top, left = (h - n) // 2, (w - n) // 2
@@ -102,13 +124,24 @@ def _square(img: Tensor) -> Tensor:
 
 
 class CTSignal:
-    """Sparse-view CT of a square image inside its inscribed circle."""
+    """Sparse-view CT of a square image inside its inscribed circle.
+
+    A non-square ``image`` is centre-cropped to a square; ``notes`` then says so (``norm-inr ct`` prints it and
+    records it in ``metrics.json``).
+    """
 
     def __init__(self, image: Float[Tensor, "h w"], num_angles: int = 100) -> None:
+        if image.dim() != 2:
+            raise ImageError(f"CT image must be 2-D (H, W), got shape {tuple(image.shape)}")
         img = _square(image.float())
         self.n = img.shape[0]
         if self.n < 8:
             raise ImageError(f"CT image must be at least 8x8 pixels, got {tuple(image.shape)}")
+        h, w = image.shape
+        self.notes: list[str] = []
+        """What was changed about the input (a centre crop of a non-square image)."""
+        if h != w:
+            self.notes.append(f"non-square CT image {w}x{h} centre-cropped to {self.n}x{self.n}")
         self.mask = circle_mask(self.n)
         self.image = img * self.mask
         self.theta = angles_deg(num_angles)

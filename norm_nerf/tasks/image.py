@@ -1,8 +1,23 @@
-"""Image fitting: the network maps pixel-centre coordinates in [-1, 1]^2 to RGB (or gray) values."""
+"""Image fitting: the network maps pixel-centre coordinates in [-1, 1]^2 to RGB (or gray) values.
+
+How files become floats in [0, 1] (:func:`read_image`):
+
+* palette images (``P``, ``PA``) become RGB, or RGBA when the palette has transparency; CMYK, YCbCr, LAB and HSV
+  become RGB (Pillow's conversion, no ICC colour management); premultiplied ``RGBa``/``La`` become ``RGBA``/``LA``;
+* integer images are divided by the maximum of their type (8-bit by 255, 16-bit by 65535). Pillow reads some
+  16-bit files and 32-bit integer TIFFs as 32-bit ``I`` images: those are divided by 65535 when their values lie in
+  [0, 65535];
+* float images must already lie in [0, 1]. Other ranges (and negative or over-range integer images) are refused
+  with the observed minimum and maximum, unless the caller asks for min-max scaling (``out_of_range="minmax"``),
+  which only CT does, where intensities are arbitrary (``norm-inr ct`` says so in a notice);
+* NaN or infinite pixels, and images with a side shorter than :data:`MIN_IMAGE_SIDE`, are refused;
+* TIFFs that Pillow cannot open (multi-channel float, float64) are read with tifffile when it is installed.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,6 +27,15 @@ from torch import Tensor
 from norm_nerf.eval.metrics import mse_to_psnr, psnr, ssim
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+MIN_IMAGE_SIDE = 3
+"""Smallest accepted image side in pixels: SSIM's smallest window spans 3 pixels."""
+OutOfRange = Literal["refuse", "minmax"]
+"""What to do with pixel values outside the rules above: refuse the image, or min-max scale it to [0, 1]."""
+
+_FLOAT_TOLERANCE = 1e-5
+"""Float pixels this far outside [0, 1] (rounding) are clipped rather than refused."""
+_TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+_DIRECT_MODES = ("1", "L", "LA", "RGB", "RGBA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 class ImageError(ValueError):
@@ -26,26 +50,88 @@ def pixel_grid(height: int, width: int) -> Float[Tensor, "hw 2"]:
     return torch.stack([xx, yy], dim=-1).reshape(-1, 2)
 
 
-def _to_float(arr: np.ndarray, path: Path) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype in (np.uint16, np.int32) and arr.size:
-        top = 65535.0 if arr.max() > 255 or arr.dtype == np.uint16 else 255.0
-        return arr.astype(np.float32) / top
+def pil_array(img: Any, path: Path) -> np.ndarray:
+    """The pixels of a Pillow image as a numpy array, palette/CMYK/other colour spaces converted to RGB(A)."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "PA" or mode == "RGBa":
+        img = img.convert("RGBA")
+    elif mode == "La":
+        img = img.convert("LA")
+    elif mode in _TO_RGB_MODES:
+        img = img.convert("RGB")
+    elif mode not in _DIRECT_MODES:
+        try:
+            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+        except (ValueError, OSError):
+            raise ImageError(f"{path}: unsupported image mode {mode}") from None
+    return np.asarray(img)
+
+
+def _out_of_range(arr: np.ndarray, path: Path, what: str, rule: OutOfRange, notes: list[str] | None) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    if rule != "minmax":
+        raise ImageError(
+            f"{path}: {what} pixel values span [{lo:g}, {hi:g}], outside the accepted range; rescale the image to "
+            "[0, 1] (float) or save it as 8/16-bit integers (divided by 255/65535)"
+        )
+    if hi <= lo:
+        raise ImageError(f"{path}: image is constant ({lo:g}); nothing to scale")
+    if notes is not None:
+        notes.append(f"{path}: {what} pixel values in [{lo:g}, {hi:g}] min-max scaled to [0, 1]")
+    return (arr.astype(np.float64) - lo) / (hi - lo)
+
+
+def _to_float(
+    arr: np.ndarray, path: Path, out_of_range: OutOfRange = "refuse", notes: list[str] | None = None
+) -> np.ndarray:
+    """Pixel values as float64 in [0, 1] by the rules in the module docstring."""
+    if arr.size == 0:
+        raise ImageError(f"{path}: image has no pixels (shape {arr.shape})")
     if arr.dtype == bool:
-        return arr.astype(np.float32)
+        return arr.astype(np.float64)
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        # Pillow's "I" (int32) holds 16-bit data from some writers and 32-bit integer TIFFs: read as 16-bit
+        top = 65535 if arr.dtype == np.int32 else int(np.iinfo(arr.dtype).max)
+        if lo < 0 or hi > top:
+            return _out_of_range(arr, path, f"{arr.dtype} integer", out_of_range, notes)
+        return arr.astype(np.float64) / top
     if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ImageError(f"{path}: image contains NaN or infinite values")
-        return np.clip(arr.astype(np.float32), 0.0, 1.0)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ImageError(f"{path}: image contains {int(bad.sum())} NaN or infinite values")
+        if arr.min() < -_FLOAT_TOLERANCE or arr.max() > 1 + _FLOAT_TOLERANCE:
+            return _out_of_range(arr, path, "float", out_of_range, notes)
+        return np.clip(arr.astype(np.float64), 0.0, 1.0)
     raise ImageError(f"{path}: unsupported pixel type {arr.dtype}")
 
 
-def load_image(path: str | Path, resize: int | None = None, gray: bool = False) -> Float[Tensor, "h w c"]:
-    """Read an image as float32 in [0, 1] with shape (H, W, C), C = 3 (RGB) or 1 (gray).
+def _read_tiff_fallback(path: Path) -> np.ndarray | None:
+    """tifffile's reading of a TIFF Pillow cannot open (None when tifffile is missing or fails too)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        return np.asarray(tifffile.imread(path))
+    except Exception:  # noqa: BLE001 - tifffile raises many types; the caller reports the file as unreadable
+        return None
 
-    8- and 16-bit images are scaled by their bit depth; an alpha channel is composited onto white (the
-    NeRF-synthetic convention). ``resize`` sets the longer side (aspect kept) and may not exceed it.
+
+def read_image(
+    path: str | Path,
+    out_of_range: OutOfRange = "refuse",
+    notes: list[str] | None = None,
+    dtype: type[np.floating] = np.float32,
+) -> Float[np.ndarray, "h w c"]:
+    """Read an image file as floats (H, W, C) in [0, 1], C = 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
+
+    Conversions and refusals follow the module docstring; ``notes`` (when given) collects what was changed. Values
+    are computed in float64 and returned as ``dtype``.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -55,32 +141,67 @@ def load_image(path: str | Path, resize: int | None = None, gray: bool = False) 
     try:
         with Image.open(path) as img:
             img.load()
-            if resize is not None:
-                if resize < 1:
-                    raise ImageError(f"{path}: --resize must be >= 1, got {resize}")
-                if resize > max(img.size):
-                    raise ImageError(
-                        f"{path}: --resize {resize} is larger than the image ({img.size[0]}x{img.size[1]}); "
-                        "upsampling would only add interpolated pixels"
-                    )
-            arr = np.asarray(img)
             mode = img.mode
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a readable image file") from None
-    except OSError as err:
-        raise ImageError(f"{path}: could not read image ({err})") from None
-    data = _to_float(arr, path)
+            arr = pil_array(img, path)
+    except (UnidentifiedImageError, OSError) as err:
+        arr = _read_tiff_fallback(path)
+        if arr is None:
+            if isinstance(err, UnidentifiedImageError):
+                raise ImageError(f"{path}: not a readable image file") from None
+            raise ImageError(f"{path}: could not read image ({err})") from None
+        mode = f"tifffile {arr.dtype}"
+    data = _to_float(arr, path, out_of_range, notes)
     if data.ndim == 2:
         data = data[..., None]
     if data.ndim != 3 or data.shape[-1] not in (1, 2, 3, 4):
-        raise ImageError(f"{path}: unsupported image shape {arr.shape} (mode {mode})")
+        raise ImageError(f"{path}: unsupported image shape {arr.shape} (mode {mode}); expected (H, W) or (H, W, 1-4)")
+    check_image_size(data.shape[0], data.shape[1], path)
+    return data.astype(dtype, copy=False)
+
+
+def check_image_size(height: int, width: int, path: Path | str, after: str = "") -> None:
+    """Refuse images with a side shorter than :data:`MIN_IMAGE_SIDE` (``after`` says e.g. which resize made it)."""
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise ImageError(
+            f"{path}: image is {width}x{height} pixels{after}; every side must be at least {MIN_IMAGE_SIDE} pixels "
+            "(the smallest SSIM window)"
+        )
+
+
+def load_image(
+    path: str | Path,
+    resize: int | None = None,
+    gray: bool = False,
+    out_of_range: OutOfRange = "refuse",
+    notes: list[str] | None = None,
+    resize_flag: str = "--resize",
+) -> Float[Tensor, "h w c"]:
+    """Read an image as float32 in [0, 1] with shape (H, W, C), C = 3 (RGB) or 1 (gray).
+
+    Values follow :func:`read_image` (palette and CMYK become RGB, integers are divided by their type's maximum,
+    float images outside [0, 1] are refused unless ``out_of_range="minmax"``); an alpha channel is composited onto
+    white (the NeRF-synthetic convention). ``resize`` sets the longer side (aspect kept) and may not exceed it;
+    ``resize_flag`` names the option in messages.
+    """
+    path = Path(path)
+    if resize is not None and resize < 1:
+        raise ImageError(f"{path}: {resize_flag} must be >= 1, got {resize}")
+    data = read_image(path, out_of_range, notes)
+    height, width = data.shape[:2]
+    if resize is not None and resize > max(height, width):
+        raise ImageError(
+            f"{path}: {resize_flag} {resize} is larger than the image ({width}x{height}); "
+            "upsampling would only add interpolated pixels"
+        )
     if data.shape[-1] in (2, 4):  # gray+alpha or RGBA: composite onto white
         color, alpha = data[..., :-1], data[..., -1:]
         data = color * alpha + (1.0 - alpha)
     if gray and data.shape[-1] == 3:
         data = data @ np.array([0.299, 0.587, 0.114], dtype=np.float32)[:, None]
-    tensor = torch.from_numpy(np.ascontiguousarray(data))
-    if resize is not None and resize != max(tensor.shape[:2]):
+    tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    if resize is not None and resize != max(height, width):
+        h2, w2 = resized_shape(height, width, resize)
+        check_image_size(h2, w2, path, after=f" after {resize_flag} {resize} (from {width}x{height})")
         tensor = resize_image(tensor, resize)
     return tensor
 
@@ -93,11 +214,15 @@ def default_image(size: int | None = 128) -> Float[Tensor, "h w 3"]:
     return resize_image(img, size) if size else img
 
 
+def resized_shape(height: int, width: int, longer_side: int) -> tuple[int, int]:
+    """``(height, width)`` after :func:`resize_image` to ``longer_side`` (aspect kept, each side at least 1)."""
+    scale = longer_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def resize_image(img: Float[Tensor, "h w c"], longer_side: int) -> Float[Tensor, "h2 w2 c"]:
     """Area-average downsampling so the longer side becomes ``longer_side``."""
-    h, w = img.shape[:2]
-    scale = longer_side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    size = resized_shape(img.shape[0], img.shape[1], longer_side)
     chw = img.permute(2, 0, 1)[None]
     out = torch.nn.functional.interpolate(chw, size=size, mode="area")
     return out[0].permute(1, 2, 0).contiguous()
@@ -107,8 +232,10 @@ class ImageSignal:
     """An image as a signal: coordinates, MSE loss, PSNR/SSIM metrics."""
 
     def __init__(self, image: Float[Tensor, "h w c"]) -> None:
-        if image.dim() != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-            raise ImageError(f"ImageSignal expects an (H, W, C) image, got shape {tuple(image.shape)}")
+        if image.dim() != 3 or min(image.shape[:2]) < MIN_IMAGE_SIDE:
+            raise ImageError(
+                f"ImageSignal expects an (H, W, C) image with sides >= {MIN_IMAGE_SIDE}, got shape {tuple(image.shape)}"
+            )
         self.image = image.float()
         self.height, self.width, self.channels = image.shape
         self.coords = pixel_grid(self.height, self.width)

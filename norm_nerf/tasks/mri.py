@@ -33,6 +33,10 @@ _SHEPP_LOGAN_3D = np.array(
 )
 
 
+MIN_VOLUME_SIDE = 3
+"""Smallest accepted volume side in voxels: SSIM's smallest window spans 3 voxels."""
+
+
 class VolumeError(ValueError):
     """A user-facing problem with an input volume."""
 
@@ -60,18 +64,29 @@ def shepp_logan_3d(n: int) -> Float[Tensor, "n n n"]:
     return vol.clamp(0, 1).reshape(n, n, n).float()
 
 
-def load_volume(path: Path, size: int | None) -> Float[Tensor, "d h w"]:
-    """Read a NIfTI volume, check it, scale it to [0, 1] (robust max: 99.9th percentile), optionally resample."""
+def load_volume(path: Path, size: int | None, notes: list[str] | None = None) -> Float[Tensor, "d h w"]:
+    """Read a NIfTI volume, check it, scale it to [0, 1] (robust max: 99.9th percentile), optionally resample.
+
+    A complex volume (e.g. reconstructed k-space data) is replaced by its magnitude ``|z|``, the standard MRI
+    magnitude image; ``notes`` (when given) records that (``norm-inr mri`` prints it and writes it to
+    ``metrics.json``). Every side must be at least :data:`MIN_VOLUME_SIDE` after resampling.
+    """
     import nibabel as nib
 
     path = Path(path)
     if not path.is_file():
         raise VolumeError(f"{path}: no such file")
     try:
-        arr = np.asarray(nib.load(str(path)).get_fdata(), dtype=np.float64)
+        raw = np.asanyarray(nib.load(str(path)).dataobj)
     except Exception as err:  # nibabel raises several types for broken files
         raise VolumeError(f"{path}: not a readable NIfTI volume ({type(err).__name__}: {err})") from None
-    arr = np.squeeze(arr)
+    if np.iscomplexobj(raw):
+        raw = np.abs(raw)
+        if notes is not None:
+            notes.append(f"{path}: complex-valued volume; fitting its magnitude |z| (the usual MRI magnitude image)")
+    elif not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool):
+        raise VolumeError(f"{path}: unsupported voxel type {raw.dtype}")
+    arr = np.squeeze(np.asarray(raw, dtype=np.float64))
     if arr.ndim != 3:
         raise VolumeError(f"{path}: expected a 3-D volume, got shape {arr.shape}")
     bad = ~np.isfinite(arr)
@@ -82,11 +97,23 @@ def load_volume(path: Path, size: int | None) -> Float[Tensor, "d h w"]:
         raise VolumeError(f"{path}: volume is constant")
     vol = torch.from_numpy(np.clip((arr - lo) / (hi - lo), 0, 1).astype(np.float32))
     if size is not None:
+        if size < 1:
+            raise VolumeError(f"{path}: --size must be >= 1, got {size}")
         if size > max(vol.shape):
             raise VolumeError(f"{path}: --size {size} is larger than the volume {tuple(vol.shape)}")
         scale = size / max(vol.shape)
         new = tuple(max(1, round(s * scale)) for s in vol.shape)
+        if min(new) < MIN_VOLUME_SIDE:
+            raise VolumeError(
+                f"{path}: --size {size} would make the volume {new} (from {tuple(vol.shape)}); every side must be "
+                f"at least {MIN_VOLUME_SIDE} voxels (the smallest SSIM window)"
+            )
         vol = torch.nn.functional.interpolate(vol[None, None], size=new, mode="area")[0, 0]
+    if min(vol.shape) < MIN_VOLUME_SIDE:
+        raise VolumeError(
+            f"{path}: volume {tuple(vol.shape)} has a side shorter than {MIN_VOLUME_SIDE} voxels (the smallest SSIM "
+            "window)"
+        )
     return vol
 
 
@@ -120,8 +147,8 @@ class MRISignal:
     """A volume observed through an undersampled orthonormal 3-D FFT."""
 
     def __init__(self, volume: Float[Tensor, "d h w"], fraction: float = 0.25, seed: int = 0) -> None:
-        if volume.dim() != 3 or min(volume.shape) < 2:
-            raise VolumeError(f"MRI volume must be 3-D with every side >= 2, got {tuple(volume.shape)}")
+        if volume.dim() != 3 or min(volume.shape) < MIN_VOLUME_SIDE:
+            raise VolumeError(f"MRI volume must be 3-D with every side >= {MIN_VOLUME_SIDE}, got {tuple(volume.shape)}")
         self.volume = volume.float()
         self.shape = tuple(volume.shape)
         self.mask = sampling_mask(self.shape, fraction, seed=seed)

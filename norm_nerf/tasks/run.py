@@ -1,5 +1,11 @@
 """The ``norm-inr`` task commands: image, ct, mri, shape. Each fits one network and writes
-``metrics.json`` (eval-mode metrics after recalibration first) and pictures into its output folder."""
+``metrics.json`` (eval-mode metrics after recalibration first) and pictures into its output folder.
+
+Changes made to an input (a CT image centre-cropped to a square or min-max scaled, a complex MRI volume replaced by
+its magnitude) are printed as a ``notice:`` line on stderr and listed under ``notices`` in ``metrics.json``.
+A folder of images writes one sub-folder per image, named by the file stem; stems shared by several files
+(``a.png`` and ``a.jpg``) use the stem and the suffix instead (``a_png``, ``a_jpg``), so no result overwrites another.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from norm_nerf.outputs import prepare_output_dir
 from norm_nerf.tasks.common import TaskConfig, check_common, fit_signal, summarize, write_metrics
 from norm_nerf.tasks.image import IMAGE_SUFFIXES, ImageError
+from norm_nerf.tasks.trainer import ConfigError
+from norm_nerf.utils.console import notice
+from norm_nerf.utils.outputs import prepare_output_dir
 
 
 @dataclass
@@ -25,6 +33,10 @@ class ImageTaskConfig(TaskConfig):
     """Longer side after area downsampling (None = full size; never upsamples)."""
     gray: bool = False
     """Convert to gray before fitting."""
+
+    def check_task(self) -> None:
+        if self.resize is not None and self.resize < 1:
+            raise ConfigError(f"--resize must be >= 1 (or None for full size), got {self.resize}")
 
 
 @dataclass
@@ -41,6 +53,12 @@ class CTTaskConfig(TaskConfig):
     """Hidden layers of the network."""
     width: int = 256
     """Hidden features per layer."""
+
+    def check_task(self) -> None:
+        if self.size < 8:
+            raise ConfigError(f"--size must be >= 8 pixels, got {self.size}")
+        if self.angles < 1:
+            raise ConfigError(f"--angles must be >= 1, got {self.angles}")
 
 
 @dataclass
@@ -60,6 +78,15 @@ class MRITaskConfig(TaskConfig):
     steps: int = 1000
     """Training steps (full batch)."""
 
+    def check_task(self) -> None:
+        from norm_nerf.tasks.mri import MIN_VOLUME_SIDE
+
+        smallest = MIN_VOLUME_SIDE if self.volume is not None else 4  # the phantom needs 4
+        if self.size < smallest:
+            raise ConfigError(f"--size must be >= {smallest}, got {self.size}")
+        if not 0.0 < self.sampling <= 1.0:
+            raise ConfigError(f"--sampling must be in (0, 1], got {self.sampling}")
+
 
 @dataclass
 class ShapeTaskConfig(TaskConfig):
@@ -70,15 +97,31 @@ class ShapeTaskConfig(TaskConfig):
     grid: int = 64
     """Training grid resolution per axis (held-out grid: same size, shifted by half a voxel)."""
     batch_size: int = 16384
-    """Points per training step."""
+    """Points per training step, >= 1 (random grid points; a value >= grid^3 trains full batch)."""
     export_resolution: int = 128
-    """Marching-cubes resolution of the exported surface."""
+    """Marching-cubes resolution of the exported surface per axis, >= 2."""
     depth: int = 2
     """Hidden layers of the network."""
     width: int = 256
     """Hidden features per layer."""
     steps: int = 1000
     """Training steps."""
+
+    def check_task(self) -> None:
+        from norm_nerf.tasks.shape import MIN_EXPORT_RESOLUTION, MIN_GRID
+
+        if self.grid < MIN_GRID:
+            raise ConfigError(f"--grid must be >= {MIN_GRID}, got {self.grid}")
+        if self.batch_size < 1:
+            raise ConfigError(
+                f"--batch-size must be >= 1 (points per step; >= grid^3 = {self.grid**3} trains full batch), "
+                f"got {self.batch_size}"
+            )
+        if self.export_resolution < MIN_EXPORT_RESOLUTION:
+            raise ConfigError(
+                f"--export-resolution must be >= {MIN_EXPORT_RESOLUTION} (marching cubes needs a grid of at least "
+                f"{MIN_EXPORT_RESOLUTION}^3 points), got {self.export_resolution}"
+            )
 
 
 def _finish(cfg: TaskConfig, task: str, out: Path, net: Any, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -94,12 +137,34 @@ def _finish(cfg: TaskConfig, task: str, out: Path, net: Any, result: Any, extra:
 
 
 def _image_files(path: Path) -> list[Path]:
+    """The image itself, or the images of a folder (by suffix, sorted by name)."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ImageError(f"{path}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
         return files
     return [path]
+
+
+def image_output_names(files: list[Path]) -> dict[Path, str]:
+    """A distinct output sub-folder name per image: the stem, or ``<stem>_<suffix>`` when stems collide.
+
+    Collisions are found case-insensitively (``A.png`` and ``a.jpg`` would share a folder on macOS/Windows); a name
+    still taken after that gets ``_2``, ``_3``, ...
+    """
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem.casefold()] = stems.get(f.stem.casefold(), 0) + 1
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for f in files:
+        name = f.stem if stems[f.stem.casefold()] == 1 else f"{f.stem}_{f.suffix.lstrip('.')}"
+        candidate, i = name, 2
+        while candidate.casefold() in taken:
+            candidate, i = f"{name}_{i}", i + 1
+        taken.add(candidate.casefold())
+        names[f] = candidate
+    return names
 
 
 def run_image(cfg: ImageTaskConfig) -> dict[str, Any]:
@@ -111,7 +176,8 @@ def run_image(cfg: ImageTaskConfig) -> dict[str, Any]:
     files = _image_files(Path(cfg.image))
     if len(files) == 1:
         return _fit_one_image(cfg, files[0], out)
-    per_image = {f.name: _fit_one_image(cfg, f, out / f.stem) for f in files}
+    names = image_output_names(files)
+    per_image = {f.name: _fit_one_image(cfg, f, out / names[f]) for f in files}
     keys = ("psnr", "ssim", "psnr_train_mode_final", "psnr_best_train_mode", "bpp", "seconds")
     mean = {k: float(np.mean([r[k] for r in per_image.values()])) for k in keys}
     summary = {"task": "image", "method": cfg.method, "net": f"{cfg.depth}x{cfg.width}", "images": len(files)}
@@ -152,8 +218,12 @@ def run_ct(cfg: CTTaskConfig) -> dict[str, Any]:
     from norm_nerf.tasks.ct import CTSignal, load_ct_image
 
     check_common(cfg)
-    signal = CTSignal(load_ct_image(cfg.image, cfg.size), cfg.angles)
+    notices: list[str] = []
+    signal = CTSignal(load_ct_image(cfg.image, cfg.size, notes=notices), cfg.angles)
+    notices += signal.notes
     out = prepare_output_dir(cfg.out, Path("outputs/ct"), cfg.overwrite)
+    for message in notices:
+        notice(message)
     net, result = fit_signal(cfg, signal, 2, 1, label=f"{cfg.method} ct")
     pred = signal.as_image(result.prediction).numpy()
     target = signal.image.numpy()
@@ -169,6 +239,7 @@ def run_ct(cfg: CTTaskConfig) -> dict[str, Any]:
         "size": signal.n,
         "angles": cfg.angles,
         "projection_psnr": signal.projection_psnr(result.prediction),
+        "notices": notices,
     }
     return _finish(cfg, "ct", out, net, result, extra)
 
@@ -180,9 +251,12 @@ def run_mri(cfg: MRITaskConfig) -> dict[str, Any]:
     from norm_nerf.tasks.mri import MRISignal, load_volume, shepp_logan_3d
 
     check_common(cfg)
-    volume = shepp_logan_3d(cfg.size) if cfg.volume is None else load_volume(cfg.volume, cfg.size)
+    notices: list[str] = []
+    volume = shepp_logan_3d(cfg.size) if cfg.volume is None else load_volume(cfg.volume, cfg.size, notes=notices)
     signal = MRISignal(volume, cfg.sampling, seed=cfg.seed)
     out = prepare_output_dir(cfg.out, Path("outputs/mri"), cfg.overwrite)
+    for message in notices:
+        notice(message)
     net, result = fit_signal(cfg, signal, 3, 1, label=f"{cfg.method} mri")
     pred = signal.as_volume(result.prediction)
     zero_filled = signal.zero_filled()
@@ -197,6 +271,7 @@ def run_mri(cfg: MRITaskConfig) -> dict[str, Any]:
         "shape": list(volume.shape),
         "sampling_fraction": signal.fraction,
         "zero_filled_psnr": psnr(zero_filled, volume),
+        "notices": notices,
     }
     return _finish(cfg, "mri", out, net, result, extra)
 
@@ -215,6 +290,16 @@ def run_shape(cfg: ShapeTaskConfig) -> dict[str, Any]:
     pred = (result.prediction.reshape(g, g, g) > 0).float().numpy()
     gt = signal.held_out.reshape(g, g, g).float().numpy()
     save_panels({"held-out labels (z mid)": gt[g // 2], "prediction": pred[g // 2]}, out / "slices.png")
-    mesh_path = signal.export_mesh(net, out / "surface.ply", cfg.export_resolution)
-    extra = {"mesh": str(cfg.mesh or "torus"), "grid": g, "surface": str(mesh_path)}
+    mesh_path, faces = signal.export_mesh(net, out / "surface.ply", cfg.export_resolution)
+    notices = []
+    if faces == 0:
+        notices.append(f"{mesh_path}: the learned occupancy has no surface at probability 0.5; the mesh is empty")
+        notice(notices[-1])
+    extra = {
+        "mesh": str(cfg.mesh or "torus"),
+        "grid": g,
+        "surface": str(mesh_path),
+        "surface_faces": faces,
+        "notices": notices,
+    }
     return _finish(cfg, "shape", out, net, result, extra)

@@ -19,6 +19,11 @@ from torch import Tensor
 
 from norm_nerf.tasks.mri import voxel_grid
 
+MIN_GRID = 4
+"""Smallest training grid resolution per axis."""
+MIN_EXPORT_RESOLUTION = 2
+"""Smallest marching-cubes resolution per axis: a surface needs at least one cell of 2^3 samples."""
+
 
 class MeshError(ValueError):
     """A user-facing problem with an input mesh."""
@@ -111,8 +116,10 @@ class OccupancySignal:
     metric_name = "iou"
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, grid: int = 64, batch_size: int = 16384) -> None:
-        if grid < 4:
-            raise MeshError(f"--grid must be >= 4, got {grid}")
+        if grid < MIN_GRID:
+            raise MeshError(f"--grid must be >= {MIN_GRID}, got {grid}")
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1 (points per step), got {batch_size}")
         self.grid = grid
         self.batch_size = batch_size
         self.vertices, self.faces = vertices, faces
@@ -140,20 +147,28 @@ class OccupancySignal:
         accuracy = (inside == self.held_out).float().mean().item()
         return {"iou": iou(inside, self.held_out), "accuracy": accuracy}
 
-    def export_mesh(self, net: torch.nn.Module, path: Path, resolution: int = 128, chunk: int = 65536) -> Path:
-        """Marching cubes (PyMCubes) of the learned occupancy at probability 0.5, saved with trimesh."""
+    def export_mesh(
+        self, net: torch.nn.Module, path: Path, resolution: int = 128, chunk: int = 65536
+    ) -> tuple[Path, int]:
+        """Marching cubes (PyMCubes) of the learned occupancy at probability 0.5, saved with trimesh.
+
+        Returns the path and the number of triangles (0 when the network puts every sample on one side; the file
+        then holds an empty mesh). ``resolution`` must be at least :data:`MIN_EXPORT_RESOLUTION`.
+        """
         import mcubes
         import trimesh
 
         from norm_nerf.tasks.trainer import predict
 
+        if resolution < MIN_EXPORT_RESOLUTION:
+            raise ValueError(f"--export-resolution must be >= {MIN_EXPORT_RESOLUTION}, got {resolution}")
         coords = voxel_grid((resolution,) * 3)
         logits = predict(net, coords, chunk).reshape(resolution, resolution, resolution)  # [z, y, x]
         field = logits.permute(2, 1, 0).double().numpy()  # [x, y, z]
         verts, tris = mcubes.marching_cubes(field, 0.0)
         verts = (verts + 0.5) / resolution * 2 - 1
         trimesh.Trimesh(verts, tris, process=False).export(path)
-        return path
+        return path, len(tris)
 
 
 def default_shape() -> tuple[np.ndarray, np.ndarray]:
