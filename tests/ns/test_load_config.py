@@ -69,12 +69,14 @@ def _copy_run(config_yml: Path, dest: Path, poison: bool = False, keep_checkpoin
     return cfg.get_base_dir() / "config.yml"
 
 
+@pytest.mark.slow  # mipnerf_run trains norm-mipnerf
 def test_a_run_without_checkpoints_is_named(mipnerf_run, tmp_path) -> None:
     config = _copy_run(mipnerf_run, tmp_path / "copy", keep_checkpoints=False)
     with pytest.raises(FileNotFoundError, match=r"config.yml: no checkpoint \(step-\*.ckpt\) in .*nerfstudio_models"):
         load_pipeline(config)
 
 
+@pytest.mark.slow
 def test_a_diverged_checkpoint_is_refused(mipnerf_run, tmp_path, monkeypatch, capsys) -> None:
     config = _copy_run(mipnerf_run, tmp_path / "copy", poison=True)
     with pytest.raises(NonFiniteCheckpointError, match=r"step-0+11.ckpt: \d+ of \d+ tensors hold NaN/inf .*diverged"):
@@ -86,6 +88,7 @@ def test_a_diverged_checkpoint_is_refused(mipnerf_run, tmp_path, monkeypatch, ca
     assert "hold NaN/inf" in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 def test_nan_renders_are_refused_not_scored(mipnerf_run, monkeypatch) -> None:
     pipeline, _, _ = load_pipeline(mipnerf_run)
     model = pipeline.model
@@ -102,6 +105,7 @@ def test_nan_renders_are_refused_not_scored(mipnerf_run, monkeypatch) -> None:
         next(items)
 
 
+@pytest.mark.slow
 def test_a_valid_run_still_loads(mipnerf_run, tmp_path) -> None:
     config = _copy_run(mipnerf_run, tmp_path / "copy")
     _, ckpt, step = load_pipeline(config)
