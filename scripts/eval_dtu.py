@@ -82,35 +82,47 @@ def _finite(x: float) -> float | None:
 Clouds = list[tuple[str, "np.ndarray", "np.ndarray"]]
 
 
-def _run_plain(cfg: EvalDTUConfig, mesh, out: Path) -> tuple[dict, Clouds]:
-    """Symmetric chamfer against --gt-mesh."""
+def _run_plain(cfg: EvalDTUConfig, mesh, out: Path) -> tuple[dict, Clouds, str]:
+    """Symmetric chamfer against --gt-mesh (both sampled and thinned alike, as ``mesh_chamfer`` does); also returns
+    a hint naming the mesh that looks off when their sizes differ by more than 10x."""
     from norm_nerf.data.shapes import load_mesh
-    from norm_nerf.eval.chamfer import mesh_chamfer
+    from norm_nerf.eval.chamfer import chamfer, surface_points
+    from norm_nerf.eval.dtu import size_mismatch
     from norm_nerf.eval.pointclouds import error_colors
 
     gt_mesh = load_mesh(cfg.gt_mesh)
-    res = mesh_chamfer(mesh, gt_mesh, cfg.density, cfg.max_dist, cfg.seed)
-    return res.summary(), [
+    hint = size_mismatch(f"--mesh {cfg.mesh}", mesh.vertices, f"--gt-mesh {cfg.gt_mesh}", gt_mesh.vertices, False)
+    points = []
+    for path, m in ((cfg.mesh, mesh), (cfg.gt_mesh, gt_mesh)):
+        try:
+            points.append(surface_points(m.vertices, m.faces, cfg.density, cfg.seed))
+        except ValueError as err:  # the sampling limit: usually a mesh in other units
+            raise ValueError(f"{path}: {err}{hint}") from None
+    res = chamfer(points[0], points[1], cfg.max_dist)
+    clouds = [
         ("vis_d2s.ply", res.data, error_colors(res.d2s, cfg.vis_dist, cfg.max_dist)),
         ("vis_s2d.ply", res.gt, error_colors(res.s2d, cfg.vis_dist, cfg.max_dist)),
     ]
+    return res.summary(), clouds, hint
 
 
-def _run_dtu(cfg: EvalDTUConfig, mesh, out: Path) -> tuple[dict, Clouds]:
-    """The DTU protocol; also writes the culled mesh."""
+def _run_dtu(cfg: EvalDTUConfig, mesh, out: Path) -> tuple[dict, Clouds, str]:
+    """The DTU protocol; also writes the culled mesh, and returns a hint when the mesh's size (in world
+    coordinates) differs from the ground truth's by more than 10x."""
     import trimesh
 
-    from norm_nerf.eval.dtu import DTUGroundTruth, NeuSViews, error_clouds, evaluate_dtu_mesh
+    from norm_nerf.eval.dtu import DTUGroundTruth, NeuSViews, error_clouds, evaluate_dtu_mesh, size_mismatch
 
     views = NeuSViews.load(cfg.scan_dir)
     gt = DTUGroundTruth.load(cfg.gt_dir, cfg.scan)
     res, (kept_v, kept_f) = evaluate_dtu_mesh(
         mesh.vertices, mesh.faces, views, gt, cfg.mesh_in_world, cfg.density, cfg.max_dist, cfg.patch, cfg.dilation,
-        cfg.seed,
+        cfg.seed, mesh_name=str(cfg.mesh),
     )  # fmt: skip
     trimesh.Trimesh(kept_v, kept_f, process=False).export(out / "mesh_culled_world.ply")
     (data, data_colors), (stl, stl_colors) = error_clouds(res, gt, cfg.vis_dist, cfg.max_dist)
-    return res.summary(), [("vis_d2s.ply", data, data_colors), ("vis_s2d.ply", stl, stl_colors)]
+    hint = size_mismatch(f"--mesh {cfg.mesh}", kept_v, f"the ground truth of scan {cfg.scan} (mm)", gt.stl)
+    return res.summary(), [("vis_d2s.ply", data, data_colors), ("vis_s2d.ply", stl, stl_colors)], hint
 
 
 def run(cfg: EvalDTUConfig) -> dict:
@@ -125,7 +137,7 @@ def run(cfg: EvalDTUConfig) -> dict:
     mesh = load_mesh(cfg.mesh)
     out = prepare_output_dir(cfg.out, Path("outputs/eval_dtu"), cfg.overwrite)
     start = time.perf_counter()
-    summary, clouds = (_run_plain if mode == "plain" else _run_dtu)(cfg, mesh, out)
+    summary, clouds, hint = (_run_plain if mode == "plain" else _run_dtu)(cfg, mesh, out)
     for name, points, colors in clouds:
         write_colored_cloud(out / name, points, colors)
     metrics = {
@@ -149,9 +161,10 @@ def run(cfg: EvalDTUConfig) -> dict:
     )
     console.print(f"Results written to [bold]{out.resolve()}[/bold] (metrics.json, vis_d2s.ply, vis_s2d.ply)")
     if metrics["overall"] is None:
+        where = "(see --mesh-in-world)" if mode == "dtu" else "as --gt-mesh"
         raise ValueError(
-            f"no distances below max_dist {cfg.max_dist} (counts: {summary['counts']}): is the mesh in the right "
-            f"coordinates (see --mesh-in-world)? The clouds in {out} show what was compared"
+            f"{cfg.mesh}: no distances below max_dist {cfg.max_dist} (counts: {summary['counts']}): is the mesh in the "
+            f"right units and coordinates {where}?{hint} The clouds in {out} show what was compared"
         )
     return metrics
 

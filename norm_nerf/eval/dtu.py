@@ -233,14 +233,53 @@ def dtu_chamfer(
     return DTUResult(acc, comp, 0.5 * (acc + comp), counts, data, in_obs, d2s, above, s2d)
 
 
-def _check_before_sampling(vertices: np.ndarray, gt: DTUGroundTruth, patch: float, in_world: bool) -> None:
+def bbox_diagonal(points: Float[np.ndarray, "n 3"]) -> float:
+    """Length of the diagonal of the points' axis-aligned bounding box (0 for fewer than two points)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    return float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) if len(points) > 1 else 0.0
+
+
+def size_mismatch(
+    name: str, points: np.ndarray, ref_name: str, ref_points: np.ndarray, trusted_reference: bool = True,
+    factor: float = 10.0,
+) -> str:  # fmt: skip
+    """A sentence (starting with '; ') when two point sets' bounding boxes differ in size by more than ``factor``
+    (the usual sign of other units: mm vs m is 1000), else ''.
+
+    With ``trusted_reference`` (DTU ground truth) it says that ``name`` looks off; otherwise (two user meshes) it
+    names the larger and the smaller one and leaves open which is in other units.
+    """
+    size, ref = bbox_diagonal(points), bbox_diagonal(ref_points)
+    if size == 0 or ref == 0 or 1 / factor <= size / ref <= factor:
+        return ""
+    ratio = size / ref
+    how = f"{ratio:.3g} times larger" if ratio > 1 else f"{1 / ratio:.3g} times smaller"
+    if trusted_reference:
+        return (
+            f"; {name} looks off: its bounding box (diagonal {size:.4g}) is {how} than {ref_name}'s ({ref:.4g}): "
+            "other units (mm vs m is 1000) or coordinates?"
+        )
+    (big, big_size), (small, small_size) = sorted([(name, size), (ref_name, ref)], key=lambda x: -x[1])
+    return (
+        f"; the bounding box of {big} (diagonal {big_size:.4g}) is {big_size / small_size:.3g} times larger than that "
+        f"of {small} ({small_size:.4g}): one of them is in other units (mm vs m is 1000) or coordinates"
+    )
+
+
+def _check_before_sampling(
+    vertices: np.ndarray, gt: DTUGroundTruth, patch: float, in_world: bool, mesh_name: str, hint: str
+) -> None:
     """Fail fast, before sampling (possibly billions of points), on a mesh in the wrong coordinates."""
     space = f"{'world' if in_world else 'normalised'} coordinates assumed; see --mesh-in-world"
     if len(vertices) == 0:
-        raise ValueError(f"nothing of the mesh is left after culling with the masks ({space})")
+        raise ValueError(f"{mesh_name}: nothing of the mesh is left after culling with the masks ({space}){hint}")
     bb = gt.obs.bb
     if not ((vertices >= bb[0] - patch) & (vertices < bb[1] + 2 * patch)).all(axis=1).any():
-        raise ValueError(f"no mesh vertex lies in the evaluation box {bb.tolist()} +- {patch} ({space})")
+        lo, hi = vertices.min(axis=0).round(4).tolist(), vertices.max(axis=0).round(4).tolist()
+        raise ValueError(
+            f"{mesh_name}: no vertex lies in the evaluation box {bb.tolist()} +- {patch}; the kept vertices span "
+            f"{lo} to {hi} ({space}){hint}"
+        )
 
 
 def evaluate_dtu_mesh(
@@ -254,14 +293,23 @@ def evaluate_dtu_mesh(
     patch: float = 60.0,
     dilation: int | None = None,
     seed: int = 0,
+    mesh_name: str = "the mesh",
 ) -> tuple[DTUResult, tuple[np.ndarray, np.ndarray]]:
-    """The whole protocol on one mesh; also returns the culled mesh (world vertices, faces)."""
+    """The whole protocol on one mesh; also returns the culled mesh (world vertices, faces).
+
+    Errors from a mesh in the wrong units or coordinates start with ``mesh_name`` (its file) and, when its size
+    differs from the ground truth's by more than 10x, say so (:func:`size_mismatch`).
+    """
     vertices = np.asarray(vertices, dtype=np.float64)
     if not mesh_in_world:
         vertices = vertices @ views.scale_mat[:3, :3].T + views.scale_mat[:3, 3]
+    hint = size_mismatch("the mesh", vertices, "the ground truth (STL points, mm)", gt.stl)
     kept_v, kept_f = cull_mesh(vertices, faces, views, dilation)
-    _check_before_sampling(kept_v, gt, patch, mesh_in_world)
-    points = sample_surface(kept_v, kept_f, density)
+    _check_before_sampling(kept_v, gt, patch, mesh_in_world, mesh_name, hint)
+    try:
+        points = sample_surface(kept_v, kept_f, density)
+    except ValueError as err:
+        raise ValueError(f"{mesh_name}: {err}{hint}") from None
     thinned = points[thin_points(points, density, seed)]
     result = dtu_chamfer(thinned, gt, max_dist, patch)
     result.counts = {

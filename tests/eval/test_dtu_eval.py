@@ -151,3 +151,11 @@ def test_missing_and_inconsistent_inputs(scan, tmp_path) -> None:
     (tmp_path / "mask").mkdir()
     with pytest.raises(ValueError, match="0 mask PNGs for 5 cameras"):
         NeuSViews.load(tmp_path)
+
+
+def test_wrong_coordinates_error_names_the_mesh_and_its_size(scan) -> None:
+    scan_dir, views, gt = scan
+    mesh = _object(scan_dir, "object_world.ply")
+    with pytest.raises(ValueError, match=r"^recon\.ply: no vertex lies in the evaluation box .* the mesh looks off: "
+                                         r"its bounding box .* is 50 times larger than the ground truth"):  # fmt: skip
+        _evaluate(mesh, views, gt, mesh_name="recon.ply")  # world mesh (mm) read as normalised: x50 mm again
