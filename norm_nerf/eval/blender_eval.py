@@ -80,11 +80,11 @@ def composite(img: Float[np.ndarray, "h w c"], background: tuple[float, float, f
 def load_image(path: Path) -> Float[np.ndarray, "h w 3"]:
     """An image file as RGB floats in [0, 1], RGBA composited on white; errors name the file.
 
-    Decoding follows :func:`norm_nerf.tasks.image.read_image`: palette and CMYK images become RGB(A), integers are
-    divided by their type's maximum, float images must lie in [0, 1] (otherwise refused with their range), NaN/inf
-    pixels and sides shorter than 3 pixels are refused (``ImageError``, a ``ValueError``).
+    Decoding follows :func:`norm_nerf.data.image_files.read_image`: palette and CMYK images become RGB(A), integers
+    are divided by their type's maximum, float images must lie in [0, 1] (otherwise refused with their range),
+    NaN/inf pixels and sides shorter than 3 pixels are refused (``ImageError``, a ``ValueError``).
     """
-    from norm_nerf.tasks.image import read_image
+    from norm_nerf.data.image_files import read_image
 
     return composite(read_image(path, dtype=np.float64))
 

@@ -63,7 +63,7 @@ def load_ct_image(path: Path | None, size: int, notes: list[str] | None = None) 
     """The CT target in [0, 1], ``size`` x ``size``: a PNG/JPEG/TIFF (gray) or a DICOM slice; default Shepp–Logan.
 
     CT intensities are arbitrary, so a file whose values do not fit the image rules of
-    :func:`norm_nerf.tasks.image.read_image` (float outside [0, 1], negative integers) is min-max scaled to [0, 1],
+    :func:`norm_nerf.data.image_files.read_image` (float outside [0, 1], negative integers) is min-max scaled to [0, 1],
     and a DICOM slice always is. A non-square image is centre-cropped to a square (the Radon transform here works on
     a square grid) before area-downsampling to ``size``. Both changes are appended to ``notes`` when given.
     """

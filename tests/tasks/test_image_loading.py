@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from norm_nerf.data.image_files import pil_array, read_image
 from norm_nerf.eval.blender_eval import load_image as load_eval_image
-from norm_nerf.tasks.image import ImageError, load_image, pil_array, read_image
+from norm_nerf.tasks.image import ImageError, load_image
 from norm_nerf.tasks.run import ImageTaskConfig, image_output_names, run_image
 
 RNG = np.random.default_rng(0)
