@@ -10,6 +10,9 @@ From two folders of images with matching names (RGBA ground truth is composited 
 
 Writes metrics.json (per image and mean; LPIPS null with lpips_missing_reason when the AlexNet weights are
 missing - see norm-lpips-weights), table.md and panels/<name>.png (prediction | ground truth | |error|).
+PSNR is capped at 100 dB per image (an exact match; psnr_capped counts them) and the mean is that of the capped
+per-image values. A rendering or image with NaN/inf pixels, or a run whose checkpoint holds NaN/inf weights, is
+refused with an error naming the file, never scored.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def run(cfg: EvalBlenderConfig) -> dict:
     """Evaluate, write the results and return the metrics.json content."""
     from rich.console import Console
 
-    from norm_nerf.eval.blender_eval import evaluate, folder_items, pair_images
+    from norm_nerf.eval.blender_eval import PSNR_CAP_DB, evaluate, folder_items, pair_images
     from norm_nerf.outputs import prepare_output_dir
 
     console = Console()
@@ -82,6 +85,8 @@ def run(cfg: EvalBlenderConfig) -> dict:
     console.print(
         f"{summary['count']} images: PSNR [bold]{fmt['psnr']}[/bold] dB, SSIM {fmt['ssim']}, LPIPS {fmt['lpips']}"
     )
+    if summary["psnr_capped"]:
+        console.print(f"PSNR capped at {PSNR_CAP_DB:g} dB for {summary['psnr_capped']} image(s) (exact matches)")
     if summary["lpips_missing_reason"]:
         console.print(f"[yellow]LPIPS not computed:[/yellow] {summary['lpips_missing_reason']}")
     console.print(f"Results written to [bold]{out.resolve()}[/bold] (metrics.json, table.md, panels/)")

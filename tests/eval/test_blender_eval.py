@@ -82,7 +82,7 @@ def test_rgba_ground_truth_is_composited_on_white(tmp_path) -> None:
     json.loads((tmp_path / "o" / "metrics.json").read_text(), parse_constant=pytest.fail)  # no Infinity/NaN in it
 
 
-def test_a_perfect_match_is_capped_and_the_mean_stays_a_number(tmp_path) -> None:
+def test_a_perfect_match_is_capped_and_the_mean_stays_a_number(tmp_path, capsys) -> None:
     pred, gt, cases = _offset_case(tmp_path)
     shutil.copy(gt / "a.png", pred / "a.png")  # exact match: MSE 0, PSNR inf before capping
     summary = run(EvalBlenderConfig(pred_dir=pred, gt_dir=gt, out=tmp_path / "o", panels=False))
@@ -92,6 +92,7 @@ def test_a_perfect_match_is_capped_and_the_mean_stays_a_number(tmp_path) -> None
     assert summary["psnr_capped"] == 1
     assert "capped at 100 dB" in summary["settings"]["psnr"] and "mean of the capped" in summary["settings"]["psnr"]
     assert "PSNR capped at 100 dB for 1 image(s)" in (tmp_path / "o" / "table.md").read_text()
+    assert "PSNR capped at 100 dB for 1 image(s)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
