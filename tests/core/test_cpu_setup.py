@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.core.test_fused_norms import needs_kernels
+from tests.core.test_norm_functions import needs_kernels
 
 CODE = """
 import torch

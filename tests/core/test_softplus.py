@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.softplus import Softplus
-from tests.core.test_fused_norms import needs_kernels
+from tests.core.test_norm_functions import needs_kernels
 
 
 def _derivatives(f, x: torch.Tensor) -> list[torch.Tensor]:
