@@ -60,6 +60,8 @@ class NormTrainer(Trainer):
     config: NormTrainerConfig
 
     def __init__(self, config: NormTrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
+        if config.finite_check_every is not None and config.finite_check_every < 1:
+            raise ValueError(f"finite_check_every must be >= 1 (or None: automatic), got {config.finite_check_every}")
         super().__init__(config, local_rank, world_size)
         self._pending_losses: list[tuple[int, dict[str, torch.Tensor], torch.Tensor]] = []
 

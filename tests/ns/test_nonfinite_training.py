@@ -105,6 +105,11 @@ def test_a_diverged_model_is_never_checkpointed(tiny_scene, tmp_path) -> None:
     assert _checkpoints(cfg) == [good] and _all_finite(good)
 
 
+def test_check_period_must_be_positive(tmp_path) -> None:
+    with pytest.raises(ValueError, match="finite_check_every must be >= 1"):
+        NormTrainerConfig(output_dir=tmp_path, finite_check_every=0).setup()
+
+
 def test_non_finite_tensors_names_them() -> None:
     state = {"a": torch.zeros(3), "b": torch.tensor([1.0, NAN]), "c": torch.tensor([float("inf")]),
              "steps": torch.tensor([3])}  # fmt: skip
