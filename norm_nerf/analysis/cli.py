@@ -38,7 +38,7 @@ from norm_nerf.analysis.ntk import (
     spectrum_summary,
 )
 from norm_nerf.core import build_network, count_parameters, default_lr, parse_method
-from norm_nerf.utils.cli import run_cli
+from norm_nerf.utils.cli import run_cli, split_commas
 from norm_nerf.utils.console import CONSOLE, progress
 from norm_nerf.utils.jsonio import write_json
 from norm_nerf.utils.outputs import prepare_output_dir
@@ -67,6 +67,9 @@ class AnalysisConfig:
     """Torch device, e.g. cpu or cuda."""
     progress: bool = True
     """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        self.methods = split_commas(self.methods)  # `relu pe+cn` and `relu,pe+cn` alike
 
 
 @dataclass

@@ -28,6 +28,7 @@ import numpy as np
 import tyro
 
 from norm_nerf.core import PAPER_METHODS, parse_method
+from norm_nerf.utils.cli import split_commas
 
 TaskName = Literal["image", "ct", "mri", "shape"]
 
@@ -89,7 +90,7 @@ class TableConfig:
     inputs: tuple[Path, ...] = ()
     """Input files (images, volumes, meshes); default: the task's embedded default."""
     preset: Literal["cpu", "paper"] = "cpu"
-    """cpu: reduced sizes that run in minutes; paper: the papers' settings (DESIGN.md section 3)."""
+    """cpu: reduced sizes that run in minutes; paper: the papers' settings (docs/design.md section 3)."""
     steps: int | None = None
     """Training steps per cell (default: the preset's)."""
     seed: int = 0
@@ -107,16 +108,12 @@ class TableConfig:
 
     def __post_init__(self) -> None:
         # README and habit write lists with commas (--methods relu,pe+cn); the CLI takes words; accept both.
-        self.methods = _split_commas(self.methods)
+        self.methods = split_commas(self.methods)
         if self.nets is not None:
-            self.nets = _split_commas(self.nets)
+            self.nets = split_commas(self.nets)
         # --extra "--schedule cosine": one quoted word per option (argparse takes a word that starts with "--" and
         # holds a space as a value); split it into the cell's flags.
         self.extra = tuple(token for word in self.extra for token in _split_words("--extra", word))
-
-
-def _split_commas(words: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(part.strip() for word in words for part in word.split(",") if part.strip())
 
 
 def _split_words(option: str, word: str) -> list[str]:

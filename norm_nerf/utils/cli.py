@@ -24,3 +24,8 @@ def run_cli(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def split_commas(words: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A list option given as ``a b``, ``a,b`` or a mix, as one tuple of non-empty items."""
+    return tuple(part.strip() for word in words for part in str(word).split(",") if part.strip())

@@ -1,0 +1,8 @@
+
+
+
+def test_method_lists_take_commas_and_spaces() -> None:
+    from norm_nerf.analysis.cli import FreqConfig, NtkConfig
+
+    assert NtkConfig(methods=("relu,pe+cn", "siren")).methods == ("relu", "pe+cn", "siren")
+    assert FreqConfig(methods=("pe", "pe+cn,")).methods == ("pe", "pe+cn")
