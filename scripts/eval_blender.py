@@ -62,7 +62,7 @@ def run(cfg: EvalBlenderConfig) -> dict:
     from rich.console import Console
 
     from norm_nerf.eval.blender_eval import PSNR_CAP_DB, evaluate, folder_items, pair_images
-    from norm_nerf.outputs import prepare_output_dir
+    from norm_nerf.utils.outputs import prepare_output_dir
 
     console = Console()
     mode = cfg.mode()
@@ -95,7 +95,7 @@ def run(cfg: EvalBlenderConfig) -> dict:
 
 def entrypoint() -> None:
     """Console script ``norm-eval-blender``."""
-    from norm_nerf.cli import run_cli
+    from norm_nerf.utils.cli import run_cli
 
     run_cli(lambda: run(tyro.cli(EvalBlenderConfig)))
 

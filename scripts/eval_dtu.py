@@ -131,7 +131,7 @@ def run(cfg: EvalDTUConfig) -> dict:
 
     from norm_nerf.data.shapes import load_mesh
     from norm_nerf.eval.pointclouds import write_colored_cloud
-    from norm_nerf.outputs import prepare_output_dir
+    from norm_nerf.utils.outputs import prepare_output_dir
 
     mode = cfg.mode()
     mesh = load_mesh(cfg.mesh)
@@ -171,7 +171,7 @@ def run(cfg: EvalDTUConfig) -> dict:
 
 def entrypoint() -> None:
     """Console script ``norm-eval-dtu``."""
-    from norm_nerf.cli import run_cli
+    from norm_nerf.utils.cli import run_cli
 
     run_cli(lambda: run(tyro.cli(EvalDTUConfig)))
 

@@ -71,7 +71,7 @@ def run(cfg: ExtractMeshConfig) -> Path:
 
 def entrypoint() -> None:
     """Console script ``norm-extract-mesh``."""
-    from norm_nerf.cli import run_cli
+    from norm_nerf.utils.cli import run_cli
 
     run_cli(lambda: run(tyro.cli(ExtractMeshConfig)))
 

@@ -49,7 +49,7 @@ def main(cfg: Command) -> None:
 
 def entrypoint() -> None:
     """Console script ``norm-inr``."""
-    from norm_nerf.cli import run_cli
+    from norm_nerf.utils.cli import run_cli
 
     run_cli(lambda: main(tyro.cli(Command)))  # type: ignore[call-overload]
 

@@ -91,7 +91,7 @@ def write_blender_scene(cfg: BlenderSceneConfig) -> Path:
     from norm_nerf.data.cameras import focal_to_fit_sphere, intrinsics, look_at_c2w_opengl, opengl_c2w_to_opencv_w2c
     from norm_nerf.data.render import SceneGeometry, render
     from norm_nerf.data.shapes import scene_object
-    from norm_nerf.outputs import prepare_output_dir
+    from norm_nerf.utils.outputs import prepare_output_dir
 
     cfg.validate()
     obj = scene_object(cfg.shape, cfg.mesh, cfg.detail)
