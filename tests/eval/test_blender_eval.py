@@ -22,7 +22,7 @@ from norm_nerf.eval.blender_eval import (
     pair_images,
     score_image,
 )
-from norm_nerf.ns.lpips import lpips_available
+from norm_nerf.eval.lpips import lpips_available
 
 C1, C2 = 0.01**2, 0.03**2
 S = 40  # >= 31 px a side, so LPIPS (AlexNet) applies

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from norm_nerf.eval.lpips import alexnet_weights_path, lpips_available
 from norm_nerf.eval.lpips_weights import (
     FEATURE_INDICES,
     FEATURE_SHAPES,
@@ -28,7 +29,6 @@ from norm_nerf.eval.lpips_weights import (
     read_source,
     save_weights,
 )
-from norm_nerf.ns.lpips import alexnet_weights_path, lpips_available
 
 OFFICIAL_LPIPS_ALEX = {"I03": 0.7237, "I04": 0.2572, "I06": 0.05079, "I08": 0.05205, "I19": 0.4253}
 SYNTHETIC_LPIPS_ALEX = 0.202587
