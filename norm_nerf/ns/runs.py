@@ -9,20 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.plugins.registry import discover_methods
+
+from norm_nerf.ns.trainer import NormTrainerConfig
 
 
 def method_config(name: str) -> TrainerConfig:
-    """A fresh copy of the TrainerConfig of one of our methods (``norm-mipnerf``, ``norm-nerf``, ...)."""
-    from norm_nerf import method_configs
+    """A fresh copy of the TrainerConfig of one of our methods (``norm-mipnerf``, ``norm-nerf``, ...).
 
-    specs = {
-        spec.config.method_name: spec
-        for spec in vars(method_configs).values()
-        if hasattr(spec, "config") and isinstance(spec.config, TrainerConfig)
-    }
-    if name not in specs:
-        raise ValueError(f"unknown norm-nerf method {name!r}; available: {', '.join(sorted(specs))}")
-    return copy.deepcopy(specs[name].config)
+    Looked up in nerfstudio's plugin registry (the ``nerfstudio.method_configs`` entry points, as ``ns-train`` finds
+    them); ours are the methods trained by :class:`~norm_nerf.ns.trainer.NormTrainerConfig`.
+    """
+    methods, _ = discover_methods()
+    ours = {method: config for method, config in methods.items() if isinstance(config, NormTrainerConfig)}
+    if name not in ours:
+        raise ValueError(f"unknown norm-nerf method {name!r}; available: {', '.join(sorted(ours))}")
+    return copy.deepcopy(ours[name])
 
 
 def cpu_preset(
