@@ -59,6 +59,16 @@ NormImpl = Literal["auto", "fast", "reference", "compiled"]
 """Train-mode forward: auto (C++ kernels where they apply, else fast), fast (eager), reference, compiled."""
 NORM_IMPLS: tuple[str, ...] = get_args(NormImpl)
 EPS = 1e-5
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+"""Input dtypes that are normalized in float32 and returned in their own dtype."""
+
+
+def _autocast_active(x: Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for ``x``'s device (it would otherwise run our sums in low precision)."""
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except (TypeError, RuntimeError):  # a device type autocast does not know (meta) or an older torch
+        return False
 
 
 class _AffineNorm(nn.Module):
@@ -108,15 +118,25 @@ class _AffineNorm(nn.Module):
         return cpu_kernels(), x.contiguous()
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+        """Normalize ``x``; float16/bfloat16 inputs (e.g. from a Linear under ``torch.autocast``) are normalized in
+        float32 with autocast off (sums over many points overflow float16 and lose bits in bfloat16) and returned
+        in their own dtype; running statistics stay in their buffers' dtype (float32 unless the module is cast)."""
+        if x.dtype in LOW_PRECISION or _autocast_active(x):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                x32 = x.float() if x.dtype in LOW_PRECISION else x
+                return self._forward(x32).to(x.dtype)
+        return self._forward(x)
+
+    def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         return self._apply_affine(self._normalize(self._flatten(x))).reshape(x.shape)
 
 
 class LayerNorm(_AffineNorm):
     """``ln``: per point, mean and (biased) variance over the C channels (fast: ``F.layer_norm``)."""
 
-    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+    def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         if self.impl == "reference":
-            return super().forward(x)
+            return super()._forward(x)
         self._flatten(x)  # shape check only
         return F.layer_norm(x, (self.num_features,), self.weight, self.bias, self.eps)
 
@@ -129,9 +149,9 @@ class LayerNorm(_AffineNorm):
 class RMSNorm(_AffineNorm):
     """``rms``: per point, divide by the root mean square over the channels (no centring)."""
 
-    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+    def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         if self.impl == "reference" or functorch_active():
-            return super().forward(x)
+            return super()._forward(x)
         kernels, x2 = self._kernel_input(self._flatten(x))
         fn = RMSNormFunction if kernels is None else CompiledRMSNormFunction
         return fn.apply(x2, self.weight, self.bias, self.eps).reshape(x.shape)
@@ -281,7 +301,7 @@ class BatchNorm(RunningStatsNorm):
         self._register_stat("running_mean", num_features, 0.0)
         self._register_stat("running_var", num_features, 1.0)
 
-    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+    def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         needs_sync = self.sync and distributed_world_size() > 1
         x2 = self._flatten(x)
         if (
@@ -290,7 +310,7 @@ class BatchNorm(RunningStatsNorm):
             or x2.shape[0] < 2
             or (not self.training and not self._checked_untracked)
         ):
-            return super().forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
+            return super()._forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
         if self.training and not functorch_active():
             kernels, x_kernel = self._kernel_input(x2)
             if kernels is not None:
@@ -330,10 +350,10 @@ class GlobalNorm(RunningStatsNorm):
         self._register_stat("running_mean", 1, 0.0)
         self._register_stat("running_var", 1, 1.0)
 
-    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+    def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         x2 = self._flatten(x)
         if not self._use_fast_train_path(x2):
-            return super().forward(x)
+            return super()._forward(x)
         kernels, x2 = self._kernel_input(x2)
         return self._scale_shift_forward(x, x2, kernels, global_stats=True)
 
@@ -371,10 +391,10 @@ class CrossNorm(RunningStatsNorm):
         mean = (n * col_mean + c * row_mean - x) / (n + c)
         return _standardize(x, mean, col_var + row_var, self.eps)
 
-    def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
+    def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         x2 = self._flatten(x)
         if not self._use_fast_train_path(x2):
-            return super().forward(x)
+            return super()._forward(x)
         kernels, x2 = self._kernel_input(x2)
         fn = CrossNormFunction if kernels is None else CompiledCrossNormFunction
         y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps)

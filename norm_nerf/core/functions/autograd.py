@@ -71,6 +71,6 @@ def kernel_args(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[
     backward without its autograd history, and second derivatives through ``x`` would be lost.
     """
     c = x.shape[1]
-    w = weight.detach().contiguous() if weight is not None else x.new_ones(c)
-    b = bias.detach().contiguous() if bias is not None else x.new_zeros(c)
+    w = weight.detach().to(x.dtype).contiguous() if weight is not None else x.new_ones(c)
+    b = bias.detach().to(x.dtype).contiguous() if bias is not None else x.new_zeros(c)
     return x.contiguous(), w, b
