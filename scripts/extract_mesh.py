@@ -9,70 +9,24 @@ dataset's world coordinates (NeuS/DTU scans: ``scale_mat`` applied, so ``norm-ev
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import tyro
 
-from norm_nerf.ns.mesh import Bounds
-
-
-@dataclass
-class ExtractMeshConfig:
-    """Marching cubes on the SDF of a trained norm-neus run; writes a PLY mesh."""
-
-    load_config: Path
-    """The run's config.yml (outputs/<scene>/norm-neus/<time>/config.yml)."""
-    out: Path = Path("mesh.ply")
-    """Output mesh (.ply)."""
-    resolution: int = 256
-    """Grid points per axis (memory and time grow with its cube)."""
-    bounds: Bounds | None = None
-    """Box to mesh in the model's coordinates, xmin ymin zmin xmax ymax zmax (default: the scene box)."""
-    chunk: int = 65536
-    """SDF queries per forward pass."""
-    coordinates: Literal["world", "model"] = "world"
-    """world: the dataset's coordinates (scale_mat or the dataparser transform undone); model: as trained."""
-    overwrite: bool = False
-    """Replace an existing output file."""
+from norm_nerf.ns.mesh import ExtractMeshConfig, export_run_mesh
+from norm_nerf.utils.cli import run_cli
+from norm_nerf.utils.console import CONSOLE
 
 
 def run(cfg: ExtractMeshConfig) -> Path:
-    """Load the run, extract and write the mesh; returns the written file."""
-    from rich.console import Console
-
-    from norm_nerf.ns.eval_render import load_pipeline
-    from norm_nerf.ns.mesh import mesh_of_model
-
-    out = Path(cfg.out)
-    if out.suffix.lower() != ".ply":
-        raise ValueError(f"{out}: the output must be a .ply file")
-    if out.exists() and not cfg.overwrite:
-        raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
-    if cfg.resolution < 2 or cfg.chunk < 1:
-        raise ValueError(f"need --resolution >= 2 and --chunk >= 1, got {cfg.resolution} and {cfg.chunk}")
-    console = Console()
-    start = time.perf_counter()
-    pipeline, ckpt, step = load_pipeline(cfg.load_config)
-    console.print(f"loaded {ckpt} (step {step})")
-    outputs = pipeline.datamanager.train_dataparser_outputs
-    world = cfg.coordinates == "world"
-    mesh = mesh_of_model(pipeline.model, outputs, cfg.resolution, cfg.bounds, cfg.chunk, world=world)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mesh.export(out)
-    console.print(
-        f"wrote [bold]{out}[/bold]: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, {cfg.coordinates} "
-        f"coordinates, {cfg.resolution}^3 grid ({time.perf_counter() - start:.1f} s)"
-    )
-    return out
+    """Extract and write the mesh (:func:`norm_nerf.ns.mesh.export_run_mesh`), printing what it does; returns the
+    written file."""
+    export_run_mesh(cfg, log=CONSOLE.print)
+    return Path(cfg.out)
 
 
 def entrypoint() -> None:
     """Console script ``norm-extract-mesh``."""
-    from norm_nerf.utils.cli import run_cli
-
     run_cli(lambda: run(tyro.cli(ExtractMeshConfig)))
 
 

@@ -10,6 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from norm_nerf.eval.mesh_eval import EvalDTUConfig, evaluate_mesh_file
+from norm_nerf.ns.evaluate import evaluate_run
+from norm_nerf.ns.mesh import ExtractMeshConfig, export_run_mesh
+from norm_nerf.ns.runs import cpu_preset, method_config, train
+
 
 def train_and_score(
     method: str,
@@ -29,9 +34,6 @@ def train_and_score(
     Speed: the median wall time of a training iteration after the first 5 (``train_rays_per_second`` = rays per
     batch / that median); ``train_seconds`` is the whole training call including setup and checkpoints.
     """
-    from norm_nerf.ns.evaluate import evaluate_run
-    from norm_nerf.ns.runs import cpu_preset, method_config, train
-
     name = f"{method}-{norm}"
     config = cpu_preset(method_config(method), data, out / "runs", steps, rays, samples, width)
     config.pipeline.model.norm = norm
@@ -60,14 +62,12 @@ def train_and_score(
 
 
 def chamfer_of_run(config_yml: Path, scan_dir: Path, gt_dir: Path, scan: int, out: Path, resolution: int = 128) -> dict:
-    """Mesh a trained surface run (``norm-extract-mesh``, world coordinates) and score it with the DTU protocol
-    (``norm-eval-dtu``) against ``gt_dir``; returns the evaluation's metrics (chamfer in mm)."""
-    from norm_nerf.scripts.eval_dtu import EvalDTUConfig
-    from norm_nerf.scripts.eval_dtu import run as eval_dtu
-    from norm_nerf.scripts.extract_mesh import ExtractMeshConfig
-    from norm_nerf.scripts.extract_mesh import run as extract_mesh
-
-    mesh = extract_mesh(ExtractMeshConfig(load_config=Path(config_yml), out=out / "mesh.ply", resolution=resolution,
-                                          overwrite=True))  # fmt: skip
-    return eval_dtu(EvalDTUConfig(mesh=mesh, out=out / "chamfer", scan_dir=scan_dir, gt_dir=gt_dir, scan=scan,
-                                  mesh_in_world=True, overwrite=True))  # fmt: skip
+    """Mesh a trained surface run (world coordinates, :func:`norm_nerf.ns.mesh.export_run_mesh`) and score it with the
+    DTU protocol (:func:`norm_nerf.eval.mesh_eval.evaluate_mesh_file`) against ``gt_dir``; returns the evaluation's
+    metrics (chamfer in mm). Writes ``out/mesh.ply`` and ``out/chamfer/``, as ``norm-extract-mesh`` and
+    ``norm-eval-dtu`` would."""
+    mesh = out / "mesh.ply"
+    export_run_mesh(ExtractMeshConfig(load_config=Path(config_yml), out=mesh, resolution=resolution, overwrite=True))
+    evaluation = evaluate_mesh_file(EvalDTUConfig(mesh=mesh, out=out / "chamfer", scan_dir=scan_dir, gt_dir=gt_dir,
+                                                  scan=scan, mesh_in_world=True, overwrite=True))  # fmt: skip
+    return evaluation.checked()

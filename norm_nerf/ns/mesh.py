@@ -1,15 +1,21 @@
-"""Mesh export of an SDF field on CPU: chunked eval-mode SDF queries on a grid, marching cubes (PyMCubes), and the
-map from the model's (normalised) coordinates back to the dataset's world coordinates."""
+"""Mesh export of an SDF field on CPU: chunked eval-mode SDF queries on a grid, marching cubes (PyMCubes), the map
+from the model's (normalised) coordinates back to the dataset's world coordinates, and the mesh of a trained run
+(:func:`export_run_mesh`, what ``norm-extract-mesh`` runs)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from norm_nerf.ns.eval_render import load_pipeline
 
 SdfFn = Callable[[Float[Tensor, "n 3"]], Float[Tensor, "n 1"]]
 Bounds = tuple[float, float, float, float, float, float]
@@ -158,3 +164,59 @@ def mesh_of_model(
     if world:
         vertices = model_to_world(vertices, **world_map_of(dataparser_outputs))
     return trimesh.Trimesh(vertices, faces, process=False)
+
+
+@dataclass
+class ExtractMeshConfig:
+    """Marching cubes on the SDF of a trained norm-neus run; writes a PLY mesh."""
+
+    load_config: Path
+    """The run's config.yml (outputs/<scene>/norm-neus/<time>/config.yml)."""
+    out: Path = Path("mesh.ply")
+    """Output mesh (.ply)."""
+    resolution: int = 256
+    """Grid points per axis (memory and time grow with its cube)."""
+    bounds: Bounds | None = None
+    """Box to mesh in the model's coordinates, xmin ymin zmin xmax ymax zmax (default: the scene box)."""
+    chunk: int = 65536
+    """SDF queries per forward pass."""
+    coordinates: Literal["world", "model"] = "world"
+    """world: the dataset's coordinates (scale_mat or the dataparser transform undone); model: as trained."""
+    overwrite: bool = False
+    """Replace an existing output file."""
+
+    def check(self) -> None:
+        """ValueError/FileExistsError for settings that cannot work, before the run is loaded."""
+        out = Path(self.out)
+        if out.suffix.lower() != ".ply":
+            raise ValueError(f"{out}: the output must be a .ply file")
+        if out.exists() and not self.overwrite:
+            raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+        if self.resolution < 2 or self.chunk < 1:
+            raise ValueError(f"need --resolution >= 2 and --chunk >= 1, got {self.resolution} and {self.chunk}")
+
+
+def export_run_mesh(cfg: ExtractMeshConfig, log: Callable[[str], Any] | None = None):
+    """Load the run of ``cfg.load_config``, mesh its SDF and write ``cfg.out``; returns the ``trimesh.Trimesh``.
+
+    The settings are checked first (:meth:`ExtractMeshConfig.check`), the run next
+    (:func:`norm_nerf.ns.eval_render.load_pipeline`), before anything is written. ``log`` gets one line after loading
+    and one after writing.
+    """
+    cfg.check()
+    say = log or (lambda _: None)
+    start = time.perf_counter()
+    pipeline, ckpt, step = load_pipeline(cfg.load_config)
+    say(f"loaded {ckpt} (step {step})")
+    outputs = pipeline.datamanager.train_dataparser_outputs
+    mesh = mesh_of_model(
+        pipeline.model, outputs, cfg.resolution, cfg.bounds, cfg.chunk, world=cfg.coordinates == "world"
+    )
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mesh.export(out)
+    say(
+        f"wrote [bold]{out}[/bold]: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, {cfg.coordinates} "
+        f"coordinates, {cfg.resolution}^3 grid ({time.perf_counter() - start:.1f} s)"
+    )
+    return mesh
