@@ -20,7 +20,7 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from norm_nerf.ns.blender_dataparser import NormBlenderDataParserConfig
 from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig
-from norm_nerf.ns.models import NormMipNerfModelConfig, NormNeRFModelConfig
+from norm_nerf.ns.nerf import NormMipNerfModelConfig, NormNeRFModelConfig
 from norm_nerf.ns.neus import NormNeuSFactoModelConfig, NormNeuSModelConfig
 from norm_nerf.ns.trainer import NormTrainerConfig
 

@@ -3,7 +3,7 @@
 from norm_nerf.core.baselines import MFN, Siren, Wire
 from norm_nerf.core.encodings import FourierEncoding, GaussianFourierEncoding, IntegratedFourierEncoding
 from norm_nerf.core.grids import pixel_grid, voxel_grid
-from norm_nerf.core.hashgrid import HashGridEncoding, tcnn_available
+from norm_nerf.core.hashgrid import HashGridConfig, HashGridEncoding, tcnn_available
 from norm_nerf.core.mlp import NormMLP, build_activation
 from norm_nerf.core.network import (
     PAPER_METHODS,
@@ -41,6 +41,7 @@ __all__ = [
     "FourierEncoding",
     "GaussianFourierEncoding",
     "GlobalNorm",
+    "HashGridConfig",
     "HashGridEncoding",
     "IntegratedFourierEncoding",
     "LayerNorm",

@@ -9,6 +9,7 @@ the outputs compared. Inputs are expected in ``[0, 1]^d``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -50,6 +51,40 @@ def level_layout(
     return scales, resolutions, offsets
 
 
+HashGridImpl = Literal["torch", "tcnn", "auto"]
+
+
+@dataclass
+class HashGridConfig:
+    """The options of a multiresolution hash grid: one config for the core's ``hash`` networks
+    (:class:`~norm_nerf.core.network.NetworkConfig`) and the NeuS-facto SDF field."""
+
+    num_levels: int = 16
+    """Number of levels L."""
+    features_per_level: int = 2
+    """Features F per level."""
+    log2_hashmap_size: int = 19
+    """log2 of the table size per level (at most 2^T entries)."""
+    base_resolution: int = 16
+    """Resolution of the coarsest level."""
+    max_resolution: int = 2048
+    """Resolution of the finest level (sets the per-level scale)."""
+    implementation: HashGridImpl = "auto"
+    """torch, tcnn (error when unavailable) or auto (tcnn when installed and CUDA is present)."""
+
+    def setup(self, in_dim: int = 3) -> HashGridEncoding:
+        """The encoding of ``in_dim``-D inputs in [0, 1]^d."""
+        return HashGridEncoding(
+            in_dim,
+            num_levels=self.num_levels,
+            features_per_level=self.features_per_level,
+            log2_hashmap_size=self.log2_hashmap_size,
+            base_resolution=self.base_resolution,
+            max_resolution=self.max_resolution,
+            implementation=self.implementation,
+        )
+
+
 class HashGridEncoding(nn.Module):
     """Multiresolution hash encoding with ``num_levels * features_per_level`` outputs.
 
@@ -71,7 +106,7 @@ class HashGridEncoding(nn.Module):
         log2_hashmap_size: int = 19,
         base_resolution: int = 16,
         max_resolution: int = 2048,
-        implementation: Literal["torch", "tcnn", "auto"] = "auto",
+        implementation: HashGridImpl = "auto",
     ) -> None:
         super().__init__()
         if not 1 <= in_dim <= len(_PRIMES):

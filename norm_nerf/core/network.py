@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from norm_nerf.core.baselines import MFN, Siren, Wire
 from norm_nerf.core.encodings import FourierEncoding, GaussianFourierEncoding
-from norm_nerf.core.hashgrid import HashGridEncoding
+from norm_nerf.core.hashgrid import HashGridConfig
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import check_norm_kind
 
@@ -75,18 +75,8 @@ class NetworkConfig:
     """RFF: number of random frequencies."""
     rff_sigma: float = 10.0
     """RFF: standard deviation of the random frequencies."""
-    hash_levels: int = 16
-    """Hash grid: number of levels."""
-    hash_features_per_level: int = 2
-    """Hash grid: features per level."""
-    hash_log2_size: int = 19
-    """Hash grid: log2 of the table size per level."""
-    hash_base_resolution: int = 16
-    """Hash grid: coarsest resolution."""
-    hash_max_resolution: int = 2048
-    """Hash grid: finest resolution."""
-    hash_implementation: str = "auto"
-    """Hash grid: torch, tcnn or auto (tcnn when installed and CUDA is present)."""
+    hash_grid: HashGridConfig = field(default_factory=HashGridConfig)
+    """Hash grid (method hash): levels, features per level, table size, resolutions, implementation."""
     norm_momentum: float | None = 0.1
     """Momentum of the running statistics of bn/gn/cn (None = cumulative average)."""
     activation: str = "relu"
@@ -172,15 +162,7 @@ def _build_encoding(head: str, in_dim: int, c: NetworkConfig) -> nn.Module | Non
         return FourierEncoding(in_dim, c.num_frequencies)
     if head == "rff":
         return GaussianFourierEncoding(in_dim, c.rff_features, c.rff_sigma, seed=c.seed or 0)
-    return HashGridEncoding(
-        in_dim,
-        num_levels=c.hash_levels,
-        features_per_level=c.hash_features_per_level,
-        log2_hashmap_size=c.hash_log2_size,
-        base_resolution=c.hash_base_resolution,
-        max_resolution=c.hash_max_resolution,
-        implementation=c.hash_implementation,  # type: ignore[arg-type]
-    )
+    return c.hash_grid.setup(in_dim)
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(NetworkConfig) if f.name not in ("method", "depth", "width"))

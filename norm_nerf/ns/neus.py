@@ -9,19 +9,16 @@ from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
 from nerfstudio.models.neus_facto import NeuSFactoModel, NeuSFactoModelConfig
 
-from norm_nerf.ns.fields import NormModelOptions
-from norm_nerf.ns.lpips import no_lpips_download
+from norm_nerf.ns.base_model import NormModel, NormModelConfig
 from norm_nerf.ns.sdf_field import NormSDFFieldConfig
-from norm_nerf.ns.statistics import recalibration_callback
 
 
 @dataclass
-class NormSurfaceOptions(NormModelOptions):
+class NormSurfaceOptions(NormModelConfig):
     """Options shared by the normalized surface models (listed first in their bases, so they win)."""
 
     cos_anneal_end: int = 50000
@@ -85,8 +82,9 @@ class MissSafeBoxCollider(AABBBoxCollider):
         return entry, torch.maximum(t1, t2).amin(dim=-1)
 
 
-class _NormSurfaceModel:
-    """The normalized parts of a surface model: our field's norm, lazy LPIPS, annealing length, recalibration.
+class _NormSurfaceModel(NormModel):
+    """The normalized parts of a surface model: our field with the model's norm, the annealing length, a collider for
+    rays that miss the box, and :class:`~norm_nerf.ns.base_model.NormModel`'s hooks (lazy LPIPS, recalibration).
 
     Running statistics describe the field's rendering pass (the samples it is trained on); sampler SDF queries
     never update them, and in eval mode every query (sampler, rendering, mesh export) uses them, so the model
@@ -96,19 +94,11 @@ class _NormSurfaceModel:
     config: NormSurfaceOptions
 
     def populate_modules(self) -> None:
-        self.config.sdf_field = dataclasses.replace(self.config.sdf_field, norm=self.config.field_norm())
-        with no_lpips_download():
-            super().populate_modules()  # type: ignore[misc]
+        self.config.sdf_field = dataclasses.replace(self.config.sdf_field, norm=self.config.norm_options())
+        super().populate_modules()
         self.anneal_end = self.config.cos_anneal_end
         if type(self.collider) is AABBBoxCollider:  # type: ignore[attr-defined]
             self.collider = MissSafeBoxCollider(self.scene_box, near_plane=self.collider.near_plane)
-
-    def get_training_callbacks(
-        self, training_callback_attributes: TrainingCallbackAttributes
-    ) -> list[TrainingCallback]:
-        callbacks = super().get_training_callbacks(training_callback_attributes)  # type: ignore[misc]
-        recalibration = recalibration_callback(self, training_callback_attributes, self.config.recalibration_batches)
-        return callbacks + recalibration
 
 
 class NormNeuSModel(_NormSurfaceModel, NeuSModel):

@@ -44,10 +44,10 @@ from nerfstudio.fields.sdf_field import LearnedVariance
 from torch import Tensor, nn
 
 from norm_nerf.core.encodings import FourierEncoding
-from norm_nerf.core.hashgrid import HashGridEncoding
+from norm_nerf.core.hashgrid import HashGridConfig, HashGridEncoding
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import frozen_statistics, running_stat_norms
-from norm_nerf.ns.fields import FieldNormConfig
+from norm_nerf.ns.fields import NormOptions
 
 GeometricInit = Literal["auto", "neus", "sphere"]
 
@@ -76,16 +76,9 @@ class NormSDFFieldConfig(FieldConfig):
     """Width of the colour network."""
     use_grid_feature: bool = False
     """Also feed a multiresolution hash-grid encoding of x to the SDF network (neus-facto)."""
-    grid_levels: int = 16
-    """Hash-grid levels."""
-    grid_features_per_level: int = 2
-    """Hash-grid features per level."""
-    grid_log2_hashmap_size: int = 19
-    """Hash-grid table size per level (log2 entries)."""
-    grid_base_resolution: int = 16
-    """Hash-grid resolution of the coarsest level (over the box [-1, 1]^3)."""
-    grid_max_resolution: int = 2048
-    """Hash-grid resolution of the finest level."""
+    grid: HashGridConfig = field(default_factory=HashGridConfig)
+    """The hash grid of use_grid_feature (core's HashGridConfig; flags --pipeline.model.sdf-field.grid.num-levels,
+    .grid.log2-hashmap-size, ...)."""
     softplus_beta: float = 100.0
     """Beta of the SDF network's softplus activations."""
     weight_norm: bool = True
@@ -96,7 +89,7 @@ class NormSDFFieldConfig(FieldConfig):
     """Radius r of the initial sphere (NeuS on DTU: 0.5)."""
     inv_s_init: float = 0.3
     """Initial value v of the inverse deviation s = exp(10 v) (NeuS: 0.3)."""
-    norm: tyro.conf.Suppress[FieldNormConfig] = field(default_factory=FieldNormConfig)
+    norm: tyro.conf.Suppress[NormOptions] = field(default_factory=NormOptions)
     """Normalization of the two networks; set by the model from its --pipeline.model.norm* options."""
 
 
@@ -195,19 +188,6 @@ class NeuSEncoding(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
-def _grid(config: NormSDFFieldConfig) -> HashGridEncoding | None:
-    if not config.use_grid_feature:
-        return None
-    return HashGridEncoding(
-        3,
-        config.grid_levels,
-        config.grid_features_per_level,
-        config.grid_log2_hashmap_size,
-        config.grid_base_resolution,
-        config.grid_max_resolution,
-    )
-
-
 class NormSDFField(Field):
     """NeuS field (SDF + colour) on the core's normalized MLPs; see the module docstring.
 
@@ -232,20 +212,20 @@ class NormSDFField(Field):
         super().__init__()
         self.config = config
         norm = config.norm
-        self.position_encoding = NeuSEncoding(config.position_frequencies, _grid(config))
+        grid = config.grid.setup(3) if config.use_grid_feature else None
+        self.position_encoding = NeuSEncoding(config.position_frequencies, grid)
         self.direction_encoding = NeuSEncoding(config.direction_frequencies)
-        sdf_norm, color_norm = norm.norm_for("base"), norm.norm_for("head")
+        sdf_norm = norm.mlp_norm("base")
         self.sdf_mlp = NormMLP(
             self.position_encoding.out_dim,
             1 + config.geo_feat_dim,
             config.num_layers,
             config.hidden_dim,
-            norm=sdf_norm,
             activation="softplus",
             skips=tuple(s for s in config.skip_connections if 0 < s < config.num_layers),
             # the eikonal loss differentiates the SDF twice (double backward: see the module docstring)
-            norm_opts=norm.norm_opts() if sdf_norm != "none" else None,
             softplus_beta=config.softplus_beta,
+            **sdf_norm,
         )
         color_in = 3 + self.direction_encoding.out_dim + 3 + config.geo_feat_dim
         self.color_mlp = NormMLP(
@@ -253,12 +233,11 @@ class NormSDFField(Field):
             3,
             config.num_layers_color,
             config.hidden_dim_color,
-            norm=color_norm,
             activation="relu",
             output_activation="sigmoid",
-            norm_opts=norm.norm_opts() if color_norm != "none" else None,
+            **norm.mlp_norm("head"),
         )
-        self.geometric_init = resolve_geometric_init(config.geometric_init, sdf_norm)
+        self.geometric_init = resolve_geometric_init(config.geometric_init, sdf_norm["norm"])
         if self.geometric_init == "neus":
             neus_geometric_init(self.sdf_mlp, raw_dims=3, radius=config.sphere_radius)
         if config.weight_norm:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from norm_nerf.core import PAPER_METHODS, build_network, count_parameters, parse_method
+from norm_nerf.core import PAPER_METHODS, HashGridConfig, build_network, count_parameters, parse_method
 from norm_nerf.core.norms import CrossNorm
 
 
@@ -46,7 +46,8 @@ def test_norm_is_placed_and_pe_changes_input_size() -> None:
 
 
 def test_hash_network_maps_coordinates_to_unit_cube() -> None:
-    net = build_network("hash+ln", 3, 1, depth=1, width=8, hash_levels=2, hash_log2_size=10, hash_max_resolution=32)
+    grid = HashGridConfig(num_levels=2, log2_hashmap_size=10, max_resolution=32)
+    net = build_network("hash+ln", 3, 1, depth=1, width=8, hash_grid=grid)
     assert net(torch.rand(5, 3) * 2 - 1).shape == (5, 1)
 
 

@@ -27,16 +27,16 @@ def test_none_matches_base_field_parameter_count() -> None:
     from nerfstudio.field_components.encodings import NeRFEncoding
     from nerfstudio.fields.vanilla_nerf_field import NeRFField
 
-    from norm_nerf.ns.fields import FieldNormConfig, NormNeRFField
+    from norm_nerf.ns.fields import NormNeRFField, NormOptions
 
     pos, dirs = NeRFEncoding(3, 10, 0.0, 8.0, True), NeRFEncoding(3, 4, 0.0, 4.0, True)
     base = NeRFField(pos, dirs)
-    ours = NormNeRFField(pos, dirs, FieldNormConfig(norm="none"))
+    ours = NormNeRFField(pos, dirs, NormOptions(norm="none"))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(ours) == count(base)
-    cn = NormNeRFField(pos, dirs, FieldNormConfig(norm="cn"))
+    cn = NormNeRFField(pos, dirs, NormOptions(norm="cn"))
     assert count(cn) == count(base) + 2 * (8 * 256 + 2 * 128)  # affine weight+bias per normalized channel
-    head_only = NormNeRFField(pos, dirs, FieldNormConfig(norm="bn", norm_layers="head"))
+    head_only = NormNeRFField(pos, dirs, NormOptions(norm="bn", norm_layers="head"))
     assert sum(isinstance(m, RunningStatsNorm) for m in head_only.mlp_base.modules()) == 0
     assert sum(isinstance(m, RunningStatsNorm) for m in head_only.mlp_head.modules()) == 2
 

@@ -16,11 +16,11 @@ SAMPLES = 4
 def _field(norm: str):
     from nerfstudio.field_components.encodings import NeRFEncoding
 
-    from norm_nerf.ns.fields import FieldNormConfig, NormNeRFField
+    from norm_nerf.ns.fields import NormNeRFField, NormOptions
 
     torch.manual_seed(0)
     pos, dirs = NeRFEncoding(3, 4, 0.0, 3.0, include_input=True), NeRFEncoding(3, 2, 0.0, 2.0, include_input=True)
-    return NormNeRFField(pos, dirs, FieldNormConfig(norm=norm), base_mlp_num_layers=3, base_mlp_layer_width=32,
+    return NormNeRFField(pos, dirs, NormOptions(norm=norm), base_mlp_num_layers=3, base_mlp_layer_width=32,
                          head_mlp_num_layers=1, head_mlp_layer_width=16, skip_connections=(2,)).train()  # fmt: skip
 
 

@@ -12,8 +12,9 @@ import torch
 import trimesh
 from torch import nn
 
+from norm_nerf.core.hashgrid import HashGridConfig
 from norm_nerf.core.norms import RunningStatsNorm
-from norm_nerf.ns.fields import FieldNormConfig
+from norm_nerf.ns.fields import NormOptions
 from norm_nerf.ns.mesh import NoSurfaceError, marching_cubes, mesh_of_model, model_to_world, sdf_grid
 from norm_nerf.ns.sdf_field import NormSDFField, NormSDFFieldConfig
 
@@ -22,7 +23,7 @@ SCENE_CENTER, SCENE_RADIUS_MM, OBJECT_RADIUS = (30.0, -20.0, 50.0), 200.0, 0.6
 
 
 def _field(norm: str, norm_layers: str = "both", **kw) -> NormSDFField:
-    return NormSDFField(NormSDFFieldConfig(sphere_radius=RADIUS, norm=FieldNormConfig(norm, norm_layers), **kw))
+    return NormSDFField(NormSDFFieldConfig(sphere_radius=RADIUS, norm=NormOptions(norm, norm_layers), **kw))
 
 
 def _ball(n: int = 2048, seed: int = 1) -> torch.Tensor:
@@ -105,7 +106,7 @@ def test_parameter_counts() -> None:
 @pytest.mark.parametrize("norm", ["none", "bn", "ln", "gn", "cn", "rms"])
 @pytest.mark.parametrize("grid", [False, True])
 def test_eikonal_loss_differentiates_the_sdf_network_twice(norm: str, grid: bool) -> None:
-    small = {"grid_levels": 3, "grid_log2_hashmap_size": 10, "grid_max_resolution": 32} if grid else {}
+    small = {"grid": HashGridConfig(num_levels=3, log2_hashmap_size=10, max_resolution=32)} if grid else {}
     field = _field(norm, hidden_dim=32, geo_feat_dim=16, hidden_dim_color=16, use_grid_feature=grid, **small)
     x = _ball(64)
     sdf, feature, gradient = field.sdf_and_gradient(x)
@@ -253,8 +254,7 @@ def neus_run(request, dtu_scan, tmp_path_factory) -> Path:
     model.sdf_field.sphere_radius = OBJECT_RADIUS
     if request.param == "norm-neus-facto":  # tiny hash grids and proposal networks
         model.num_neus_samples_per_ray, model.num_proposal_samples_per_ray = 8, (16, 8)
-        model.sdf_field.grid_levels, model.sdf_field.grid_log2_hashmap_size = 4, 12
-        model.sdf_field.grid_max_resolution = 64
+        model.sdf_field.grid = HashGridConfig(num_levels=4, log2_hashmap_size=12, max_resolution=64)
         model.proposal_net_args_list = [{"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 4, "max_res": 32}] * 2
     return train(cfg)
 

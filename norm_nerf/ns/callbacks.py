@@ -1,5 +1,5 @@
-"""Running statistics inside nerfstudio: recalibration on training rays before evaluation/saving,
-and statistic slots for models that query one field with differently distributed samples."""
+"""nerfstudio training callbacks of the norm-* models: running statistics recalibrated on training rays before every
+evaluation and checkpoint (precise-BN), and the CPU training settings."""
 
 from __future__ import annotations
 
@@ -7,30 +7,10 @@ from typing import Any
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
-from torch import nn
 
 from norm_nerf.core.cpu_setup import prepare_cpu_training
-from norm_nerf.core.norms import running_stat_norms, set_stat_slot
+from norm_nerf.core.norms import running_stat_norms
 from norm_nerf.core.recalibrate import recalibrate
-
-
-class SlotAfterCall(nn.Module):
-    """Wraps a sampler: after it runs, the given field switches to another statistics slot.
-
-    Mip-NeRF queries one field with uniform (coarse) samples and then with PDF (fine) samples; their
-    feature statistics differ, so each pass keeps its own running statistics.
-    """
-
-    def __init__(self, sampler: nn.Module, field: nn.Module, slot: int) -> None:
-        super().__init__()
-        self.sampler = sampler
-        self._field = [field]  # not a submodule: the field is registered by the model already
-        self.slot = slot
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.sampler(*args, **kwargs)
-        set_stat_slot(self._field[0], self.slot)
-        return out
 
 
 def recalibrate_model(model: Any, datamanager: Any, step: int, num_batches: int) -> int:

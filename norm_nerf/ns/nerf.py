@@ -1,22 +1,25 @@
-"""norm-mipnerf and norm-nerf: nerfstudio's Mip-NeRF and vanilla NeRF with normalized field MLPs."""
+"""norm-mipnerf and norm-nerf: nerfstudio's Mip-NeRF and vanilla NeRF with normalized field MLPs.
+
+One module for both: Mip-NeRF's config extends NeRF's, and both build their fields alike (:func:`_field`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
+from torch import nn
 
 from norm_nerf.core.norms import set_stat_slot
-from norm_nerf.ns.fields import NormModelOptions, NormNeRFField
-from norm_nerf.ns.lpips import no_lpips_download
-from norm_nerf.ns.statistics import SlotAfterCall, recalibration_callback
+from norm_nerf.ns.base_model import NormModel, NormModelConfig
+from norm_nerf.ns.fields import NormNeRFField
 
 
 @dataclass
-class NormNeRFModelConfig(NormModelOptions, VanillaModelConfig):
+class NormNeRFModelConfig(NormModelConfig, VanillaModelConfig):
     """Vanilla NeRF (coarse + fine fields) with normalized MLPs."""
 
     _target: type = field(default_factory=lambda: NormNeRFModel)
@@ -50,64 +53,60 @@ def _field(config: NormNeRFModelConfig, integrated: bool, num_slots: int) -> Nor
     return NormNeRFField(
         position,
         direction,
-        config.field_norm(num_slots),
+        config.norm_options(),
         base_mlp_num_layers=config.base_mlp_num_layers,
         base_mlp_layer_width=config.base_mlp_layer_width,
         head_mlp_num_layers=config.head_mlp_num_layers,
         head_mlp_layer_width=config.head_mlp_layer_width,
         skip_connections=config.skip_connections,
         use_integrated_encoding=integrated,
+        num_slots=num_slots,
     )
 
 
-def with_fine_aliases(outputs: dict) -> dict:
-    """Also expose the fine pass as ``rgb``/``depth``/``accumulation``: the names ns-render and the viewer default to
-    (nerfstudio's NeRF and Mip-NeRF only output ``*_coarse`` and ``*_fine``)."""
-    for name in ("rgb", "depth", "accumulation"):
-        if f"{name}_fine" in outputs:
-            outputs.setdefault(name, outputs[f"{name}_fine"])
-    return outputs
+class SlotAfterCall(nn.Module):
+    """Wraps a sampler: after it runs, the given field switches to another statistics slot.
+
+    Mip-NeRF queries one field with uniform (coarse) samples and then with PDF (fine) samples; their
+    feature statistics differ, so each pass keeps its own running statistics.
+    """
+
+    def __init__(self, sampler: nn.Module, field: nn.Module, slot: int) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self._field = [field]  # not a submodule: the field is registered by the model already
+        self.slot = slot
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.sampler(*args, **kwargs)
+        set_stat_slot(self._field[0], self.slot)
+        return out
 
 
-class NormNeRFModel(NeRFModel):
+class NormNeRFModel(NormModel, NeRFModel):
     """Vanilla NeRF whose coarse and fine fields are :class:`NormNeRFField` (separate fields: one slot each)."""
 
     config: NormNeRFModelConfig
 
     def populate_modules(self) -> None:
-        with no_lpips_download():
-            super().populate_modules()
+        super().populate_modules()
         self.field_coarse = _field(self.config, integrated=False, num_slots=1)
         self.field_fine = _field(self.config, integrated=False, num_slots=1)
 
-    def get_outputs(self, ray_bundle):
-        return with_fine_aliases(super().get_outputs(ray_bundle))
 
-    def get_training_callbacks(
-        self, training_callback_attributes: TrainingCallbackAttributes
-    ) -> list[TrainingCallback]:
-        return recalibration_callback(self, training_callback_attributes, self.config.recalibration_batches)
-
-
-class NormMipNerfModel(MipNerfModel):
+class NormMipNerfModel(NormModel, MipNerfModel):
     """Mip-NeRF whose single field is a :class:`NormNeRFField` with two statistics slots (coarse, fine)."""
 
     config: NormMipNerfModelConfig
 
     def populate_modules(self) -> None:
-        with no_lpips_download():
-            super().populate_modules()
+        super().populate_modules()
         self.field = _field(self.config, integrated=True, num_slots=2)
         self.sampler_pdf = SlotAfterCall(self.sampler_pdf, self.field, slot=1)
 
     def get_outputs(self, ray_bundle):
         set_stat_slot(self.field, 0)  # coarse pass; the PDF sampler switches to slot 1 for the fine pass
         try:
-            return with_fine_aliases(super().get_outputs(ray_bundle))
+            return super().get_outputs(ray_bundle)
         finally:
             set_stat_slot(self.field, 0)
-
-    def get_training_callbacks(
-        self, training_callback_attributes: TrainingCallbackAttributes
-    ) -> list[TrainingCallback]:
-        return recalibration_callback(self, training_callback_attributes, self.config.recalibration_batches)
