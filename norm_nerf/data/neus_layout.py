@@ -13,11 +13,14 @@ into ``K`` and an OpenCV camera-to-normalised-world pose, as IDR's ``load_K_Rt_f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import Bool, Float
+
+from norm_nerf.data import derived
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CAMERA_FILE = "cameras_sphere.npz"
@@ -83,29 +86,33 @@ def _image_size(path: Path) -> tuple[int, int]:
     return size
 
 
-def _list_images(folder: Path) -> list[Path]:
+def _list_images(folder: Path, allow_empty: bool = False) -> list[Path]:
+    """The image files of ``folder`` in sorted order; FileNotFoundError when it is missing (or, unless
+    ``allow_empty``, has none)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    if not files and not allow_empty:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
-def _load_matrices(cam_path: Path, images: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """``world_mat_i`` and ``scale_mat_i`` for every image, checked."""
-    if not cam_path.is_file():
-        raise FileNotFoundError(f"{cam_path}: camera file not found")
+def _load_matrices(cam_path: Path, views: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``world_mat_i`` and ``scale_mat_i`` for every view (``views[i]`` names view i in errors), checked."""
     try:
         cams = dict(np.load(cam_path))
     except Exception as err:  # zip/pickle/format errors of all kinds
         raise ValueError(f"{cam_path}: cannot read camera file ({err})") from err
+    if not views:  # the views are the cameras: world_mat_0 ... world_mat_{n-1}
+        views = [f"view {i}" for i in range(sum(re.fullmatch(r"world_mat_\d+", k) is not None for k in cams))]
+        if not views:
+            raise ValueError(f"{cam_path}: no world_mat_<i> entries")
     mats: dict[str, list[np.ndarray]] = {"world_mat": [], "scale_mat": []}
-    for i, image in enumerate(images):
+    for i, view in enumerate(views):
         for name, out in mats.items():
             key = f"{name}_{i}"
             if key not in cams:
-                raise ValueError(f"{cam_path}: no {key} for image {image}")
+                raise ValueError(f"{cam_path}: no {key} for {view}")
             mat = np.asarray(cams[key], dtype=np.float64)
             if mat.shape not in ((4, 4), (3, 4)) or not np.isfinite(mat).all():
                 raise ValueError(f"{cam_path}: {key} must be a finite 3 x 4 or 4 x 4 matrix, got shape {mat.shape}")
@@ -113,18 +120,59 @@ def _load_matrices(cam_path: Path, images: list[Path]) -> tuple[np.ndarray, np.n
     return np.stack(mats["world_mat"]), np.stack(mats["scale_mat"])
 
 
+MASK_THRESHOLD = 127
+"""A mask pixel is foreground when its gray value (0-255; RGB masks are converted to luminance) exceeds this.
+
+NeuS masks are RGB PNGs with 0/255 in all three channels, where every rule agrees. Antialiased edges (values in
+between) count as foreground when the pixel is at least half covered: the rule of NeuS's training (``mask > 0.5``),
+of our scene writer (coverage >= 0.5) and of the downscaled masks (a majority of the block). Only the DTU culling
+might prefer any non-zero pixel, and it dilates the masks by 24 px (at 1600 px width), so half a pixel at an edge does
+not change which vertices it keeps."""
+
+
+def read_mask(path: Path) -> Bool[np.ndarray, "h w"]:
+    """The foreground of a mask file (:data:`MASK_THRESHOLD`); ValueError naming the file when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            gray = np.asarray(img.convert("L"))
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"{path}: cannot read mask ({err})") from err
+    return gray > MASK_THRESHOLD
+
+
+def write_mask(src: Path, dst: Path, factor: int = 1) -> Path:
+    """``dst``: the mask ``src`` as one channel of 0/255 (nerfstudio's mask format), downscaled by ``factor`` (a
+    pixel is foreground where most of its block is; the right/bottom remainder is cropped)."""
+    from PIL import Image
+
+    foreground = read_mask(src)
+    if factor > 1:
+        foreground = derived.block_average(foreground.astype(np.float64), factor) >= 0.5
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp.png")
+    Image.fromarray(foreground.astype(np.uint8) * 255).save(tmp)
+    tmp.replace(dst)
+    return dst
+
+
 @dataclass(frozen=True)
 class NeuSScan:
-    """A checked NeuS/IDR scan: files, per-view intrinsics and poses in the normalised frame, and ``scale_mat``."""
+    """A checked NeuS/IDR scan: files, per-view intrinsics and poses in the normalised frame, and ``scale_mat``.
+
+    The one reader of the layout: the ``norm-dtu`` dataparser (images, optionally masks) and the DTU evaluation
+    (cameras and masks) both load scans with :meth:`load`, and every mask is read by :func:`read_mask`.
+    """
 
     root: Path
     """Scan folder."""
-    image_paths: list[Path]
-    """Images in view order."""
+    image_paths: list[Path] | None
+    """Images in view order (None when not loaded)."""
     mask_paths: list[Path] | None
     """Foreground masks in view order (None when not loaded)."""
-    sizes: list[tuple[int, int]]
-    """(width, height) of every image."""
+    sizes: list[tuple[int, int]] | None
+    """(width, height) of every view: of its image, else of its mask (None when neither was loaded)."""
     intrinsics: Float[np.ndarray, "n 3 3"]
     """``K`` of every view, pixel centres at integer coordinates (IDR convention)."""
     c2w_opencv: Float[np.ndarray, "n 4 4"]
@@ -135,33 +183,51 @@ class NeuSScan:
     """The raw ``world_mat_i`` (world to pixels)."""
 
     @staticmethod
-    def load(root: Path | str, masks: bool = False) -> NeuSScan:
-        """Read and check ``image/``, ``cameras_sphere.npz`` and (with ``masks``) ``mask/``."""
+    def load(root: Path | str, masks: bool = False, images: bool = True) -> NeuSScan:
+        """Read and check ``cameras_sphere.npz``, ``image/`` (with ``images``) and ``mask/`` (with ``masks``).
+
+        The i-th image (and mask) in sorted order is view i, with ``world_mat_i`` and ``scale_mat_i``; without
+        ``images`` the views are ``world_mat_0 ... world_mat_{n-1}``. One ``scale_mat`` for all views; masks as many
+        as views, each of its image's size; every file error names the file.
+        """
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: DTU/NeuS scan folder not found")
-        images = _list_images(root / "image")
-        world_mats, scale_mats = _load_matrices(root / CAMERA_FILE, images)
+        cam_path = root / CAMERA_FILE
+        if not cam_path.is_file():
+            raise FileNotFoundError(f"{cam_path}: camera file not found")
+        image_paths = _list_images(root / "image") if images else None
+        views = [f"image {p}" for p in image_paths] if image_paths is not None else []
+        world_mats, scale_mats = _load_matrices(cam_path, views)
+        n = len(world_mats)
         if not np.allclose(scale_mats, scale_mats[0], rtol=1e-6, atol=1e-9):
-            bad = int(np.argmax(np.abs(scale_mats - scale_mats[0]).reshape(len(images), -1).max(1)))
-            raise ValueError(f"{root / CAMERA_FILE}: scale_mat_{bad} differs from scale_mat_0 (one frame is expected)")
-        sizes = [_image_size(p) for p in images]
+            bad = int(np.argmax(np.abs(scale_mats - scale_mats[0]).reshape(n, -1).max(1)))
+            raise ValueError(f"{cam_path}: scale_mat_{bad} differs from scale_mat_0 (one frame is expected)")
+        sizes = [_image_size(p) for p in image_paths] if image_paths is not None else None
         mask_paths = None
         if masks:
-            mask_paths = _list_images(root / "mask")
-            if len(mask_paths) != len(images):
-                raise ValueError(
-                    f"{root / 'mask'}: {len(mask_paths)} masks for {len(images)} images in {root / 'image'}"
-                )
-            for mask, image, size in zip(mask_paths, images, sizes):
-                if _image_size(mask) != size:
-                    raise ValueError(f"{mask}: mask size {_image_size(mask)} differs from {image} {size}")
+            mask_dir = root / "mask"
+            mask_paths = _list_images(mask_dir, allow_empty=True)  # a count mismatch says more than "no images"
+            if len(mask_paths) != n:
+                views_of = f"{n} images in {root / 'image'}" if images else f"{n} cameras in {cam_path}"
+                raise ValueError(f"{mask_dir}: {len(mask_paths)} {'masks' if images else 'mask PNGs'} for {views_of}")
+            mask_sizes = [_image_size(p) for p in mask_paths]
+            for i, (mask, size) in enumerate(zip(mask_paths, mask_sizes)):
+                if sizes is not None and size != sizes[i]:
+                    raise ValueError(f"{mask}: mask size {size} differs from {image_paths[i]} {sizes[i]}")
+            sizes = sizes or mask_sizes
         Ks, poses = [], []
         for i, (world_mat, scale_mat) in enumerate(zip(world_mats, scale_mats)):
             try:
                 K, c2w = decompose_projection((world_mat @ scale_mat)[:3])
             except ValueError as err:
-                raise ValueError(f"{root / CAMERA_FILE}: world_mat_{i} @ scale_mat_{i}: {err}") from err
+                raise ValueError(f"{cam_path}: world_mat_{i} @ scale_mat_{i}: {err}") from err
             Ks.append(K)
             poses.append(c2w)
-        return NeuSScan(root, images, mask_paths, sizes, np.stack(Ks), np.stack(poses), scale_mats[0], world_mats)
+        return NeuSScan(root, image_paths, mask_paths, sizes, np.stack(Ks), np.stack(poses), scale_mats[0], world_mats)
+
+    def read_masks(self) -> list[Bool[np.ndarray, "h w"]]:
+        """The foreground of every view's mask (:func:`read_mask`); needs a scan loaded with ``masks``."""
+        if self.mask_paths is None:
+            raise ValueError(f"{self.root}: the scan was loaded without masks (NeuSScan.load(..., masks=True))")
+        return [read_mask(p) for p in self.mask_paths]

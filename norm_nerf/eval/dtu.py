@@ -17,15 +17,17 @@ Steps, as in the official DTU evaluation (its Python port) and the mask culling 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
+from norm_nerf.data.cameras import project
+from norm_nerf.data.neus_layout import NeuSScan
 from norm_nerf.data.surface_sampling import sample_surface, thin_points
 from norm_nerf.eval.chamfer import capped_mean, nearest_distances
+from norm_nerf.eval.pointclouds import BLUE, error_colors, read_points
 
 REFERENCE_WIDTH = 1600  # DTU image width the reference dilation radius (24 px) was chosen for
 REFERENCE_DILATION = 24
@@ -68,8 +70,6 @@ class DTUGroundTruth:
         """Read ``Points/stl/stl{scan:03d}_total.ply`` and ``ObsMask/{ObsMask{scan}_10,Plane{scan}}.mat``."""
         from scipy.io import loadmat
 
-        from norm_nerf.eval.pointclouds import read_points
-
         gt_dir = Path(gt_dir)
         stl_path = gt_dir / "Points" / "stl" / f"stl{scan:03d}_total.ply"
         obs_path = gt_dir / "ObsMask" / f"ObsMask{scan}_10.mat"
@@ -96,39 +96,22 @@ class DTUGroundTruth:
 
 @dataclass(frozen=True)
 class NeuSViews:
-    """Cameras and foreground masks of a scan in the NeuS/IDR layout."""
+    """What the protocol needs of a scan in the NeuS/IDR layout: each view's projection and foreground mask."""
 
     world_mats: Float[np.ndarray, "n 4 4"]
     """Projection ``K [R | t]`` of each view (world to pixels, integer pixel centres)."""
     scale_mat: Float[np.ndarray, "4 4"]
-    """Normalised (unit-sphere) to world coordinates (``scale_mat_0``; NeuS uses one for all views)."""
+    """Normalised (unit-sphere) to world coordinates (NeuS uses one for all views)."""
     masks: list[np.ndarray] = field(repr=False)
     """Foreground masks (H x W bool), in view order."""
 
     @staticmethod
     def load(scan_dir: Path | str) -> NeuSViews:
-        """Read ``cameras_sphere.npz`` and ``mask/*.png`` (foreground: non-zero first channel)."""
-        from PIL import Image
-
-        scan_dir = Path(scan_dir)
-        cam_path = scan_dir / "cameras_sphere.npz"
-        if not cam_path.is_file():
-            raise FileNotFoundError(f"{cam_path}: camera file not found")
-        cams = np.load(cam_path)
-        ids = sorted(int(m.group(1)) for k in cams.files if (m := re.fullmatch(r"world_mat_(\d+)", k)))
-        if not ids:
-            raise ValueError(f"{cam_path}: no world_mat_<i> entries")
-        if "scale_mat_0" not in cams.files:
-            raise ValueError(f"{cam_path}: no scale_mat_0 entry")
-        mask_files = sorted((scan_dir / "mask").glob("*.png"))
-        if len(mask_files) != len(ids):
-            raise ValueError(f"{scan_dir / 'mask'}: {len(mask_files)} mask PNGs for {len(ids)} cameras in {cam_path}")
-        masks = []
-        for path in mask_files:
-            arr = np.asarray(Image.open(path))
-            masks.append((arr[..., 0] if arr.ndim == 3 else arr) > 0)
-        world_mats = np.stack([np.asarray(cams[f"world_mat_{i}"], dtype=np.float64) for i in ids])
-        return NeuSViews(world_mats, np.asarray(cams["scale_mat_0"], dtype=np.float64), masks)
+        """The cameras and masks of ``scan_dir`` as :class:`~norm_nerf.data.neus_layout.NeuSScan` reads and checks
+        them (the views are the cameras; images are not needed), masks by its one rule
+        (:func:`~norm_nerf.data.neus_layout.read_mask`)."""
+        scan = NeuSScan.load(scan_dir, masks=True, images=False)
+        return NeuSViews(scan.world_mats, scan.scale_mat, scan.read_masks())
 
 
 def dilate(mask: Bool[np.ndarray, "h w"], radius: int) -> Bool[np.ndarray, "h w"]:
@@ -151,8 +134,6 @@ def cull_vertices(
     masks: list[np.ndarray],
 ) -> Bool[np.ndarray, "v"]:  # noqa: F821
     """Vertices to keep: in every view where they project strictly inside the image, on the (dilated) mask."""
-    from norm_nerf.data.cameras import project
-
     keep = np.ones(len(vertices_world), dtype=bool)
     for P, mask in zip(world_mats, masks):
         h, w = mask.shape
@@ -325,8 +306,6 @@ def evaluate_dtu_mesh(
 
 def error_clouds(result: DTUResult, gt: DTUGroundTruth, vis_dist: float = 10.0, max_dist: float = 20.0):
     """Colours as in the reference visualisation: blue = not evaluated, white -> red by distance, green >= max."""
-    from norm_nerf.eval.pointclouds import BLUE, error_colors
-
     data_colors = np.tile(BLUE, (len(result.data), 1))
     data_colors[result.data_in_obs] = error_colors(result.d2s, vis_dist, max_dist)
     stl_colors = np.tile(BLUE, (len(gt.stl), 1))

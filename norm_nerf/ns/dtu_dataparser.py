@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +32,7 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from norm_nerf.data import derived
-from norm_nerf.data.neus_layout import NeuSScan, opencv_to_opengl, similarity_parts
+from norm_nerf.data.neus_layout import NeuSScan, opencv_to_opengl, similarity_parts, write_mask
 
 DEFAULT_CACHE_ROOT = Path("outputs/cache/norm-dtu")
 
@@ -99,12 +100,11 @@ class NormDTUDataParser(DataParser):
         factor = self.config.downscale_factor
         root = Path(self.config.cache_dir or default_cache_dir(self.config.data)) / f"x{factor}" / kind
         pairs = [(p, root / f"{p.stem}.png") for p in paths]
-        image_kind = "mask" if mask else "rgb"  # NeuS masks: 0/255 in all three channels
-        return derived.cache_files(
-            pairs,
-            lambda s, d: derived.write_downscaled(s, d, factor, image_kind),
-            f"norm-dtu: writing {kind} x{factor}",
+        # NeuS masks are RGB: nerfstudio gets one channel of 0/255, by the layout's one mask rule (read_mask)
+        make = (
+            partial(write_mask, factor=factor) if mask else partial(derived.write_downscaled, factor=factor, kind="rgb")
         )
+        return derived.cache_files(pairs, make, f"norm-dtu: writing {kind} x{factor}")
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> NeuSDataparserOutputs:
         cfg = self.config
