@@ -45,8 +45,8 @@ def capped_mean(dist: Float[np.ndarray, "n"], max_dist: float) -> tuple[float, i
 
 
 @dataclass
-class ChamferResult:
-    """Accuracy (data to ground truth), completeness (ground truth to data) and their mean."""
+class ChamferFigures:
+    """Accuracy (data to ground truth), completeness (ground truth to data) and their mean, with point counts."""
 
     mean_d2s: float
     """Accuracy: mean distance from data points to the nearest ground-truth point."""
@@ -56,6 +56,16 @@ class ChamferResult:
     """(mean_d2s + mean_s2d) / 2, the chamfer distance reported for DTU."""
     counts: dict[str, int]
     """Number of points behind each figure."""
+
+    def summary(self) -> dict:
+        """JSON-ready figures (no per-point arrays)."""
+        return {"mean_d2s": self.mean_d2s, "mean_s2d": self.mean_s2d, "overall": self.overall, "counts": self.counts}
+
+
+@dataclass
+class ChamferResult(ChamferFigures):
+    """The figures of a plain chamfer plus the per-point distances for the error clouds."""
+
     d2s: np.ndarray = field(repr=False)
     """Per data point distance to the ground truth."""
     s2d: np.ndarray = field(repr=False)
@@ -64,10 +74,6 @@ class ChamferResult:
     """The data points."""
     gt: np.ndarray = field(repr=False)
     """The ground-truth points."""
-
-    def summary(self) -> dict:
-        """JSON-ready figures (no per-point arrays)."""
-        return {"mean_d2s": self.mean_d2s, "mean_s2d": self.mean_s2d, "overall": self.overall, "counts": self.counts}
 
 
 def chamfer(data: Float[np.ndarray, "n 3"], gt: Float[np.ndarray, "m 3"], max_dist: float = math.inf) -> ChamferResult:

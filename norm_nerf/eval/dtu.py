@@ -26,7 +26,7 @@ from jaxtyping import Bool, Float, Int
 from norm_nerf.data.cameras import project
 from norm_nerf.data.neus_layout import NeuSScan
 from norm_nerf.data.surface_sampling import sample_surface, thin_points
-from norm_nerf.eval.chamfer import capped_mean, nearest_distances
+from norm_nerf.eval.chamfer import ChamferFigures, capped_mean, nearest_distances
 from norm_nerf.eval.pointclouds import BLUE, error_colors, read_points
 
 REFERENCE_WIDTH = 1600  # DTU image width the reference dilation radius (24 px) was chosen for
@@ -160,17 +160,10 @@ def cull_mesh(
 
 
 @dataclass
-class DTUResult:
-    """Figures of the DTU protocol plus the per-point data for the error clouds."""
+class DTUResult(ChamferFigures):
+    """Figures of the DTU protocol (mm; accuracy over the observed reconstruction points, completeness over the STL
+    points above the plane, both below max_dist) plus the per-point data for the error clouds."""
 
-    mean_d2s: float
-    """Accuracy (mm): mean distance from observed reconstruction points to the STL points, below max_dist."""
-    mean_s2d: float
-    """Completeness (mm): mean distance from STL points above the plane to the reconstruction, below max_dist."""
-    overall: float
-    """Chamfer distance (mm): (mean_d2s + mean_s2d) / 2."""
-    counts: dict[str, int]
-    """Point counts behind each step."""
     data: np.ndarray = field(repr=False)
     """Thinned reconstruction points (world)."""
     data_in_obs: np.ndarray = field(repr=False)
@@ -181,10 +174,6 @@ class DTUResult:
     """Mask over the STL points: above the ground plane (used for completeness)."""
     s2d: np.ndarray = field(repr=False)
     """Distance to the reconstruction of each ``stl[stl_above]`` point."""
-
-    def summary(self) -> dict:
-        """JSON-ready figures."""
-        return {"mean_d2s": self.mean_d2s, "mean_s2d": self.mean_s2d, "overall": self.overall, "counts": self.counts}
 
 
 def dtu_chamfer(

@@ -17,6 +17,14 @@ def pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write (110 dpi) and close a figure; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _bare(ax) -> None:
     """An image axis without ticks."""
     ax.set_xticks([])
@@ -42,10 +50,7 @@ def save_image_grid(
         axes[1, k].set_title(f"|error| {name}", fontsize=9)
     for ax in axes.flat:
         _bare(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_curves(
@@ -60,10 +65,7 @@ def save_curves(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def log_spectrum(img: np.ndarray) -> np.ndarray:
@@ -82,10 +84,7 @@ def save_spectra(target: np.ndarray, pred: np.ndarray, path: Path) -> Path:
         ax.imshow(spec, cmap="magma", vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
         _bare(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, str] | None = None) -> Path:
@@ -104,10 +103,7 @@ def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, 
         ax.imshow(np.clip(np.squeeze(img), 0, None if is_err else 1), cmap=cmap, vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
         _bare(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_rate_distortion(points: dict[str, list[tuple[float, float]]], path: Path) -> Path:
@@ -121,7 +117,4 @@ def save_rate_distortion(points: dict[str, list[tuple[float, float]]], path: Pat
     ax.set_ylabel("PSNR [dB] (eval mode)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
