@@ -19,16 +19,16 @@ import torch
 from _report import machine_info, write_report
 
 from norm_nerf.core import build_network
+from norm_nerf.tasks.ct import CTSignal, load_ct_image
+from norm_nerf.tasks.image import ImageSignal, default_image
+from norm_nerf.tasks.mri import MRISignal, shepp_logan_3d
+from norm_nerf.tasks.shape import OccupancySignal, default_shape
+from norm_nerf.utils.console import CONSOLE
 from norm_nerf.utils.cpu_memory import retain_freed_memory
 
 
 def _signals() -> dict[str, tuple[object, int, int, int, int]]:
     """task -> (signal, in_dim, out_dim, depth, width) at the CPU-preset sizes."""
-    from norm_nerf.tasks.ct import CTSignal, load_ct_image
-    from norm_nerf.tasks.image import ImageSignal, default_image
-    from norm_nerf.tasks.mri import MRISignal, shepp_logan_3d
-    from norm_nerf.tasks.shape import OccupancySignal, default_shape
-
     return {
         "image 128^2": (ImageSignal(default_image(128)), 2, 3, 10, 28),
         "ct 128^2, 100 angles": (CTSignal(load_ct_image(None, 128), 100), 2, 1, 4, 256),
@@ -89,7 +89,8 @@ def bench(method: str, repeats: int, tasks: tuple[str, ...]) -> dict[str, dict[s
             continue
         r = _time_task(signal, in_dim, out_dim, depth, width, method, repeats)
         results[name] = r
-        print(f"{name:26s} {method:8s} {r['steps_per_second']:8.2f} steps/s   data {100 * r['data_fraction']:5.1f}%")
+        speed, data = r["steps_per_second"], 100 * r["data_fraction"]
+        CONSOLE.print(f"{name:26s} {method:8s} {speed:8.2f} steps/s   data {data:5.1f}%")
     return results
 
 

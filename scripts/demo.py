@@ -14,11 +14,28 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
+from norm_nerf.eval.metrics import to_uint8
+from norm_nerf.eval.plots import save_curves, save_image_grid
+from norm_nerf.tasks.run import ImageTaskConfig, fit_image
+from norm_nerf.utils.cli import run_cli
+from norm_nerf.utils.console import CONSOLE, print_table
+from norm_nerf.utils.jsonio import write_json
+from norm_nerf.utils.outputs import OutputOptions, prepare_output_dir
+
+DEMO_KEYS = ("psnr", "ssim", "psnr_train_mode_final", "psnr_best_train_mode", "params", "lr", "steps", "seconds", "out")
+"""What the image demo keeps of each method's task summary (its ``metrics.json`` is in the method's folder)."""
 
 
 @dataclass
-class ImageDemoConfig:
+class ImageDemoConfig(OutputOptions):
     """Fit one image with several methods and compare them (eval-mode metrics)."""
+
+    output_root = Path("outputs/demo")
 
     methods: tuple[str, ...] = ("relu", "pe", "relu+cn", "pe+cn")
     """Methods to compare (see README: relu, pe, siren, wire, mfn, relu+bn, pe+cn, ...)."""
@@ -32,76 +49,55 @@ class ImageDemoConfig:
     """Hidden features."""
     steps: int = 300
     """Training steps per method (full batch)."""
-    out: Path | None = None
-    """Output folder (default: outputs/demo/<time>)."""
-    overwrite: bool = False
-    """Allow writing into a non-empty --out folder."""
     seed: int = 0
     """Seed for the network initialisation."""
     progress: bool = True
     """Show progress bars."""
 
+    def task(self, method: str) -> ImageTaskConfig:
+        """The ``norm-inr image`` run of one method."""
+        options = {"depth": self.depth, "width": self.width, "steps": self.steps, "seed": self.seed}
+        return ImageTaskConfig(image=self.image, resize=self.size).replace(
+            method=method, progress=self.progress, **options
+        )
+
 
 def run_image_demo(cfg: ImageDemoConfig) -> dict:
-    """Run the demo and return the results dictionary (also written to ``metrics.json``)."""
-    from rich.console import Console
-    from rich.table import Table
+    """Run the demo and return the results dictionary (also written to ``metrics.json``).
 
-    from norm_nerf.core import NetworkConfig, count_parameters
-    from norm_nerf.eval.plots import save_curves, save_image_grid
-    from norm_nerf.tasks.image import ImageSignal, default_image, load_image
-    from norm_nerf.tasks.trainer import TrainConfig, default_lr, fit
-    from norm_nerf.utils.outputs import prepare_output_dir
-
-    console = Console()
-    out = prepare_output_dir(cfg.out, Path("outputs/demo"), cfg.overwrite)
-    image = default_image(cfg.size) if cfg.image is None else load_image(cfg.image, resize=cfg.size)
-    signal = ImageSignal(image)
-    train = TrainConfig(steps=cfg.steps, seed=cfg.seed, progress=cfg.progress)
-    results, preds, curves = {}, {}, {}
-    for method in cfg.methods:
-        net = NetworkConfig(method=method, depth=cfg.depth, width=cfg.width, seed=cfg.seed).setup(2, signal.out_dim)
-        lr = default_lr(method)
-        res = fit(net, signal, train, lr=lr, label=f"{method:>8}")
-        results[method] = {
-            **res.metrics,
-            "psnr_train_mode_final": res.train_mode_metrics["psnr"],
-            "psnr_best_train_mode": res.best_train_mode_metric,
-            "params": count_parameters(net),
-            "lr": lr,
-            "steps": res.steps,
-            "seconds": round(res.seconds, 2),
-        }
-        preds[method] = signal.as_image(res.prediction).numpy()
-        curves[method] = (res.curve_steps, res.curve_metric)
+    Each method is one ``norm-inr image`` run (:func:`norm_nerf.tasks.run.fit_image`) into ``runs/<method>/``;
+    the demo puts their reconstructions side by side.
+    """
+    out = cfg.prepare_output()
+    fits = {m: fit_image(cfg.task(m), cfg.image, out / "runs" / m.replace("+", "_")) for m in cfg.methods}
+    results = {m: {k: f.summary[k] for k in DEMO_KEYS} for m, f in fits.items()}
+    first = next(iter(fits.values()))
     summary = {
         "task": "image",
-        "image": str(cfg.image or "skimage.data.astronaut"),
-        "size": list(image.shape),
+        "image": first.summary["image"],
+        "size": first.summary["size"],
         "net": f"{cfg.depth}x{cfg.width}",
         "note": "psnr/ssim are eval-mode metrics of the final model after recalibrating running statistics",
         "results": results,
     }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "metrics.json", summary)
     titles = {m: f"{m}: {r['psnr']:.2f} dB" for m, r in results.items()}
-    save_image_grid(image.numpy(), preds, out / "reconstructions.png", titles)
+    preds = {m: f.prediction for m, f in fits.items()}
+    save_image_grid(first.target, preds, out / "reconstructions.png", titles)
+    curves = {m: (f.summary["curve"]["step"], f.summary["curve"]["train_mode_psnr"]) for m, f in fits.items()}
     save_curves(curves, out / "curves.png")
     for method, pred in preds.items():
-        from PIL import Image
-
-        from norm_nerf.eval.metrics import to_uint8
-
         Image.fromarray(to_uint8(pred.squeeze())).save(out / f"recon_{method.replace('+', '_')}.png")
-    table = Table(title=f"image fit, {cfg.depth}x{cfg.width}, {cfg.steps} steps (eval mode after recalibration)")
-    for col in ("method", "PSNR", "SSIM", "train-mode final", "best train-mode", "s"):
-        table.add_column(col, justify="right")
-    for m, r in results.items():
-        table.add_row(
-            m, f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['psnr_train_mode_final']:.2f}",
-            f"{r['psnr_best_train_mode']:.2f}", f"{r['seconds']:.1f}",
-        )  # fmt: skip
-    console.print(table)
-    console.print(f"Results written to [bold]{out.resolve()}[/bold] (metrics.json, reconstructions.png, curves.png)")
+    rows = [
+        [m, f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['psnr_train_mode_final']:.2f}",
+         f"{r['psnr_best_train_mode']:.2f}", f"{r['seconds']:.1f}"]
+        for m, r in results.items()
+    ]  # fmt: skip
+    columns = ("method", "PSNR", "SSIM", "train-mode final", "best train-mode", "s")
+    print_table(f"image fit, {cfg.depth}x{cfg.width}, {cfg.steps} steps (eval mode after recalibration)", columns, rows)
+    CONSOLE.print(
+        f"Results written to [bold]{out.resolve()}[/bold] (metrics.json, reconstructions.png, curves.png, runs/)"
+    )
     return summary
 
 
@@ -140,12 +136,7 @@ class NerfDemoConfig:
 
 def run_nerf_demo(cfg: NerfDemoConfig) -> dict:
     """Run the nerfstudio demo and return the results dictionary (also written to ``metrics.json``)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
-    from norm_nerf.ns.compare import train_and_score
-    from norm_nerf.utils.outputs import prepare_output_dir
+    from norm_nerf.ns.compare import train_and_score  # nerfstudio: imported when the nerf demo runs
 
     console = Console()
     out = prepare_output_dir(cfg.out, Path("outputs/demo"), cfg.overwrite)
@@ -214,8 +205,6 @@ def _dispatch(cfg: NerfDemoConfig | ImageDemoConfig) -> dict:
 
 def entrypoint() -> None:
     """Console script ``norm-demo``."""
-    from norm_nerf.utils.cli import run_cli
-
     run_cli(lambda: _dispatch(tyro.cli(Command)))  # type: ignore[call-overload]
 
 

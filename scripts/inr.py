@@ -6,9 +6,11 @@ from typing import Annotated
 
 import tyro
 
-from norm_nerf.analysis.cli import FreqConfig, NtkConfig
-from norm_nerf.tasks.run import CTTaskConfig, ImageTaskConfig, MRITaskConfig, ShapeTaskConfig
-from norm_nerf.tasks.table import TableConfig
+from norm_nerf.analysis.run import FreqConfig, NtkConfig, run_analysis
+from norm_nerf.tasks.common import TaskConfig
+from norm_nerf.tasks.run import CTTaskConfig, ImageTaskConfig, MRITaskConfig, ShapeTaskConfig, print_summary, run_task
+from norm_nerf.tasks.table import TableConfig, run_table
+from norm_nerf.utils.cli import run_cli
 
 Command = (
     Annotated[ImageTaskConfig, tyro.conf.subcommand("image")]
@@ -22,35 +24,17 @@ Command = (
 
 
 def main(cfg: Command) -> None:
-    """Dispatch a parsed subcommand config to its runner."""
-    from norm_nerf.analysis.cli import run_freq, run_ntk
-    from norm_nerf.tasks import run as runners
-    from norm_nerf.tasks.table import run_table
-
-    dispatch = {
-        ImageTaskConfig: runners.run_image,
-        CTTaskConfig: runners.run_ct,
-        MRITaskConfig: runners.run_mri,
-        ShapeTaskConfig: runners.run_shape,
-        TableConfig: run_table,
-        NtkConfig: run_ntk,
-        FreqConfig: run_freq,
-    }
-    summary = dispatch[type(cfg)](cfg)
-    if isinstance(cfg, TableConfig | NtkConfig | FreqConfig):
-        return
-    from rich import print as rprint
-
-    keys = ("psnr", "ssim", "iou", "psnr_train_mode_final", "psnr_best_train_mode", "iou_best_train_mode", "seconds")
-    rprint({k: summary[k] for k in keys if k in summary})
-    out = summary.get("out", "the output folder")
-    rprint(f"[bold]metrics.json and pictures written to {out}[/bold]")
+    """Run a parsed subcommand config; a task's headline numbers are printed (tables and analyses print their own)."""
+    if isinstance(cfg, TaskConfig):
+        print_summary(run_task(cfg))
+    elif isinstance(cfg, TableConfig):
+        run_table(cfg)
+    else:
+        run_analysis(cfg)
 
 
 def entrypoint() -> None:
     """Console script ``norm-inr``."""
-    from norm_nerf.utils.cli import run_cli
-
     run_cli(lambda: main(tyro.cli(Command)))  # type: ignore[call-overload]
 
 

@@ -13,29 +13,21 @@ from pathlib import Path
 
 import tyro
 
-from norm_nerf.data.blender import BlenderSceneConfig
-from norm_nerf.data.dtu import DTUSceneConfig
+from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
+from norm_nerf.data.dtu import DTUSceneConfig, write_dtu_scene
+from norm_nerf.utils.cli import run_cli
+from norm_nerf.utils.console import CONSOLE
 
 
 def run(cfg: BlenderSceneConfig | DTUSceneConfig) -> Path:
     """Write the scene described by ``cfg``; returns its folder."""
-    from rich.console import Console
-
-    if isinstance(cfg, BlenderSceneConfig):
-        from norm_nerf.data.blender import write_blender_scene
-
-        out = write_blender_scene(cfg)
-    else:
-        from norm_nerf.data.dtu import write_dtu_scene
-
-        out = write_dtu_scene(cfg)
-    Console().print(f"Scene written to [bold]{out.resolve()}[/bold]")
+    out = write_blender_scene(cfg) if isinstance(cfg, BlenderSceneConfig) else write_dtu_scene(cfg)
+    CONSOLE.print(f"Scene written to [bold]{out.resolve()}[/bold]")
     return out
 
 
 def entrypoint() -> None:
     """Console script ``norm-make-scene`` (subcommands ``blender`` and ``dtu``)."""
-    from norm_nerf.utils.cli import run_cli
 
     def main() -> None:
         cfg = tyro.extras.subcommand_cli_from_dict(

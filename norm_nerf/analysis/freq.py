@@ -4,6 +4,9 @@ The target's discrete Fourier transform is split into bands of the frequency mag
 domain; radial |k| = sqrt(kx² + ky²) for images). Per band, the relative error is
 ``||F(pred - target)||_band / ||F(target)||_band``: 1 for a zero prediction, 0 for a perfect fit. A network
 with spectral bias drives the low bands to 0 long before the high ones.
+
+Networks train with the task trainer (:func:`norm_nerf.tasks.trainer.fit`, full batch, MSE): a
+:class:`GridSignal` is a trainer signal, and :func:`train_full_batch` records every state through its callback.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from norm_nerf.core.grids import pixel_grid
+from norm_nerf.data.images import bundled_image
+from norm_nerf.eval.metrics import mse_to_psnr
+from norm_nerf.eval.plots import pyplot
+from norm_nerf.tasks.trainer import TrainConfig, fit
 
 SINE_FREQUENCIES = (5, 15, 25, 35, 45)
 """Frequencies (cycles over [-1, 1]) of the default 1-D spectral-bias signal, equal amplitudes."""
@@ -41,17 +48,16 @@ def multi_sine(x: Float[Tensor, "p 1"], frequencies: Sequence[float] = SINE_FREQ
 
 def camera_image(size: int) -> Float[Tensor, "h w 1"]:
     """scikit-image's bundled ``camera`` picture (gray, 512²) in [0, 1], area-downsampled to ``size``²."""
-    import skimage.data
-
-    from norm_nerf.tasks.image import resize_image
-
-    img = torch.from_numpy(skimage.data.camera()).float()[..., None] / 255.0
-    return resize_image(img, size)
+    return bundled_image("camera", size)
 
 
 @dataclass
 class GridSignal:
-    """A target sampled on a regular grid: network inputs and the values with a trailing channel axis."""
+    """A target sampled on a regular grid: network inputs and the values with a trailing channel axis.
+
+    It is a signal of the task trainer (:class:`norm_nerf.tasks.trainer.Signal`): MSE loss, PSNR (peak 1: the
+    targets here are scaled to a peak of 1) as its metric.
+    """
 
     coords: Float[Tensor, "p d"]
     """All grid points in [-1, 1]^d, row-major (the order of ``values.reshape(-1, c)``)."""
@@ -64,6 +70,17 @@ class GridSignal:
     def flat(self) -> Float[Tensor, "p c"]:
         """Target values in the order of ``coords``."""
         return self.values.reshape(self.coords.shape[0], -1)
+
+    def loss(self, pred: Float[Tensor, "b c"], idx: Tensor | None = None) -> Tensor:
+        """Mean squared error against the target at ``coords[idx]`` (all points when ``idx`` is None)."""
+        target = self.flat.to(pred.device)
+        return (pred - (target if idx is None else target[idx])).square().mean()
+
+    def quick_metric(self, pred: Float[Tensor, "b c"], loss: Tensor, idx: Tensor | None = None) -> float:
+        return mse_to_psnr(float(loss))
+
+    def metrics(self, pred: Float[Tensor, "p c"]) -> dict[str, float]:
+        return {"psnr": mse_to_psnr(float(self.loss(pred.cpu())))}
 
 
 def sine_signal(points: int) -> GridSignal:
@@ -140,30 +157,19 @@ def train_full_batch(
     steps: int,
     lr: float,
     callback: Callable[[int, Tensor, float], None],
+    label: str = "train",
 ) -> None:
-    """Adam on the MSE, full batch, in train mode; ``callback(step, pred, loss)`` sees every state.
+    """Adam on the MSE, full batch, in train mode, by the task trainer; ``callback(step, pred, loss)`` sees every state.
 
     ``step`` counts the updates already applied (0 = initialisation, ``steps`` = final), ``pred`` is the
     train-mode output of those parameters (detached). The callback runs after the backward pass and before
-    the update, so it may inspect ``net`` (e.g. compute its NTK) at exactly the parameters of ``pred``.
+    the update, so it may inspect ``net`` (e.g. compute its NTK) at exactly the parameters of ``pred``
+    (:func:`norm_nerf.tasks.trainer.fit`, constant learning rate, on ``x.device``).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    for step in range(steps + 1):
-        training = step < steps
-        with torch.set_grad_enabled(training):
-            pred = net(x)
-            loss = (pred - y).square().mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; try a smaller learning rate")
-        if training:
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-        callback(step, pred.detach(), float(loss.detach()))
-        if training:
-            opt.step()
+    signal = GridSignal(x, y, "training target")
+    fit(net, signal, TrainConfig(steps=steps, device=str(x.device), progress=False), lr, label, callback=callback)
 
 
 def _cell_edges(steps: list[int]) -> list[float]:
@@ -178,8 +184,6 @@ def plot_band_errors(
     curves: dict[str, tuple[list[int], Float[Tensor, "t b"]]], edges: Float[Tensor, " e"], path: Path, title: str = ""
 ) -> Path:
     """Heat maps (band x iteration) of the relative band error, one panel per method, shared colour scale."""
-    from norm_nerf.eval.plots import pyplot
-
     plt = pyplot()
     cols = max(len(curves), 1)
     fig, axes = plt.subplots(1, cols, figsize=(2.6 * cols + 1.2, 3.4), sharey=True, squeeze=False)

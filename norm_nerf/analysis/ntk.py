@@ -32,12 +32,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
 from norm_nerf.core import running_stat_norms
+from norm_nerf.eval.plots import pyplot
 
 COUPLING_NOTE = (
     "train-mode batch coupling: K = J J^T with J the Jacobian of the outputs at all P points from ONE train-mode "
@@ -218,10 +220,6 @@ def plot_eigenvalue_histograms(spectra: dict[str, Float[Tensor, " p"]], path: Pa
     Eigenvalues below the round-off floor (:func:`roundoff_rtol` x max) are not drawn but counted in the panel;
     the dashed line is the median of all eigenvalues (absent when it lies below the floor).
     """
-    import numpy as np
-
-    from norm_nerf.eval.plots import pyplot
-
     plt = pyplot()
     rows = max(len(spectra), 1)
     fig, axes = plt.subplots(rows, 2, figsize=(10, 1.15 * rows + 1.0), sharex="col", squeeze=False)

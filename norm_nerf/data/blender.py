@@ -14,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from norm_nerf.data.shapes import ShapeName
+from norm_nerf.data.cameras import (
+    fibonacci_directions,
+    focal_to_fit_sphere,
+    intrinsics,
+    look_at_c2w_opengl,
+    opengl_c2w_to_opencv_w2c,
+)
+from norm_nerf.data.render import SceneGeometry, render
+from norm_nerf.data.shapes import ShapeName, scene_object
+from norm_nerf.utils.outputs import prepare_output_dir
 
 SPLITS = ("train", "val", "test")
 
@@ -74,8 +83,6 @@ class BlenderSceneConfig:
 
 def split_cameras(cfg: BlenderSceneConfig) -> dict[str, np.ndarray]:
     """Camera positions per split: one Fibonacci set shuffled with ``seed`` and cut into train/val/test."""
-    from norm_nerf.data.cameras import fibonacci_directions
-
     total = cfg.views + cfg.val_views + cfg.test_views
     eyes = cfg.distance * fibonacci_directions(total, 5.0 if cfg.hemisphere else -90.0)
     order = np.random.default_rng(cfg.seed).permutation(total)
@@ -87,11 +94,6 @@ def write_blender_scene(cfg: BlenderSceneConfig) -> Path:
     """Render and write the scene; returns the output folder."""
     from PIL import Image
     from rich.progress import track
-
-    from norm_nerf.data.cameras import focal_to_fit_sphere, intrinsics, look_at_c2w_opengl, opengl_c2w_to_opencv_w2c
-    from norm_nerf.data.render import SceneGeometry, render
-    from norm_nerf.data.shapes import scene_object
-    from norm_nerf.utils.outputs import prepare_output_dir
 
     cfg.validate()
     obj = scene_object(cfg.shape, cfg.mesh, cfg.detail)

@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 from jaxtyping import Float
 
+from norm_nerf.utils.console import progress
+
 ImageKind = Literal["rgb", "rgba", "mask"]
 
 
@@ -67,9 +69,8 @@ def cache_files(
     description: str,
 ) -> list[Path]:
     """Make every ``dst`` that is missing or older than its ``src`` with ``make(src, dst)``; returns the dsts."""
-    from rich.progress import track
-
     todo = [(s, d) for s, d in pairs if not (d.is_file() and d.stat().st_mtime >= s.stat().st_mtime)]
-    for src, dst in track(todo, description=description, disable=len(todo) < 8):
-        make(src, dst)
+    with progress(enabled=len(todo) >= 8) as bar:
+        for src, dst in bar.track(todo, description=description):
+            make(src, dst)
     return [d for _, d in pairs]

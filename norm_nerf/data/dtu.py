@@ -21,25 +21,36 @@ A voxel ``(i, j, k)`` of ObsMask is centred at ``BB[0] + Res * (i, j, k)`` and i
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from jaxtyping import Bool, Float
 
-from norm_nerf.data.shapes import ShapeName
+from norm_nerf.data.cameras import (
+    fibonacci_directions,
+    focal_to_fit_sphere,
+    intrinsics,
+    look_at_c2w_opengl,
+    opengl_c2w_to_opencv_w2c,
+    projection_matrix,
+)
+from norm_nerf.data.render import SceneGeometry, render
+from norm_nerf.data.shapes import ShapeName, ground_plane, scene_object
 from norm_nerf.data.surface_sampling import surface_points
+from norm_nerf.utils.console import progress
+from norm_nerf.utils.jsonio import write_json
+from norm_nerf.utils.outputs import OutputOptions
 
 BACKGROUND = (0.05, 0.05, 0.05)
 
 
 @dataclass
-class DTUSceneConfig:
+class DTUSceneConfig(OutputOptions):
     """A textured object on a ground plane, seen from an upper hemisphere, in the NeuS layout with DTU-style GT."""
 
-    out: Path | None = None
-    """Output folder (default: outputs/scenes/dtu/<time>)."""
+    output_root = Path("outputs/scenes/dtu")
+
     shape: ShapeName = "sphere"
     """Procedural object (ignored when --mesh is given)."""
     mesh: Path | None = None
@@ -78,8 +89,6 @@ class DTUSceneConfig:
     """Voxels whose centre lies within this distance (mm) of the object surface count as observed."""
     detail: int = 4
     """Tessellation of the procedural shape (icosphere subdivisions)."""
-    overwrite: bool = False
-    """Allow writing into a non-empty --out folder."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -158,24 +167,11 @@ def write_ground_truth(
 def write_dtu_scene(cfg: DTUSceneConfig) -> Path:
     """Render and write the scene and its ground truth; returns the output folder."""
     from PIL import Image
-    from rich.progress import track
-
-    from norm_nerf.data.cameras import (
-        fibonacci_directions,
-        focal_to_fit_sphere,
-        intrinsics,
-        look_at_c2w_opengl,
-        opengl_c2w_to_opencv_w2c,
-        projection_matrix,
-    )
-    from norm_nerf.data.render import SceneGeometry, render
-    from norm_nerf.data.shapes import ground_plane, scene_object
-    from norm_nerf.utils.outputs import prepare_output_dir
 
     cfg.validate()
     obj = scene_object(cfg.shape, cfg.mesh, cfg.detail)
     obj.vertices = obj.vertices * cfg.object_radius
-    out = prepare_output_dir(cfg.out, Path("outputs/scenes/dtu"), cfg.overwrite)
+    out = cfg.prepare_output()
     width, height = cfg.size, cfg.image_height
     center, radius = np.asarray(cfg.center_mm, dtype=np.float64), cfg.sphere_radius_mm
     plane_z_norm = float(obj.vertices[:, 2].min())
@@ -187,16 +183,17 @@ def write_dtu_scene(cfg: DTUSceneConfig) -> Path:
     (out / "image").mkdir(exist_ok=True)
     (out / "mask").mkdir(exist_ok=True)
     cameras: dict[str, np.ndarray] = {}
-    for i, eye in enumerate(track(eyes, description="rendering (dtu)", disable=not cfg.progress)):
-        R, t = opengl_c2w_to_opencv_w2c(look_at_c2w_opengl(center + radius * eye, center))
-        view = render(scene, K, R, t, width, height, supersample=cfg.supersample)
-        rgb = view.rgb * view.coverage[..., None] + np.asarray(BACKGROUND) * (1.0 - view.coverage[..., None])
-        Image.fromarray(np.round(rgb * 255.0).astype(np.uint8)).save(out / "image" / f"{i:06d}.png")
-        mask = np.repeat((view.object_coverage >= 0.5)[..., None], 3, axis=-1).astype(np.uint8) * 255
-        Image.fromarray(mask).save(out / "mask" / f"{i:03d}.png")
-        P = projection_matrix(K, R, t)
-        cameras.update({f"world_mat_{i}": P, f"world_mat_inv_{i}": np.linalg.inv(P)})
-        cameras.update({f"scale_mat_{i}": S, f"scale_mat_inv_{i}": np.linalg.inv(S)})
+    with progress(enabled=cfg.progress) as bar:
+        for i, eye in enumerate(bar.track(eyes, description="rendering (dtu)")):
+            R, t = opengl_c2w_to_opencv_w2c(look_at_c2w_opengl(center + radius * eye, center))
+            view = render(scene, K, R, t, width, height, supersample=cfg.supersample)
+            rgb = view.rgb * view.coverage[..., None] + np.asarray(BACKGROUND) * (1.0 - view.coverage[..., None])
+            Image.fromarray(np.round(rgb * 255.0).astype(np.uint8)).save(out / "image" / f"{i:06d}.png")
+            mask = np.repeat((view.object_coverage >= 0.5)[..., None], 3, axis=-1).astype(np.uint8) * 255
+            Image.fromarray(mask).save(out / "mask" / f"{i:03d}.png")
+            P = projection_matrix(K, R, t)
+            cameras.update({f"world_mat_{i}": P, f"world_mat_inv_{i}": np.linalg.inv(P)})
+            cameras.update({f"scale_mat_{i}": S, f"scale_mat_inv_{i}": np.linalg.inv(S)})
     np.savez(out / "cameras_sphere.npz", **cameras)
 
     gt_dir = out / "gt"
@@ -208,7 +205,7 @@ def write_dtu_scene(cfg: DTUSceneConfig) -> Path:
     plane_z = plane_z_norm * radius + center[2]
     counts = write_ground_truth(gt_dir, cfg.scan, world, plane_z, cfg.gt_density, cfg.obs_res, cfg.obs_margin)
     meta = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": asdict(cfg),
         "width": width,
         "height": height,
         "scale_mat": S.tolist(),
@@ -216,5 +213,5 @@ def write_dtu_scene(cfg: DTUSceneConfig) -> Path:
         "object_faces": len(obj.faces),
         **counts,
     }
-    (out / "scene.json").write_text(json.dumps(meta, indent=2))
+    write_json(out / "scene.json", meta)
     return out

@@ -2,13 +2,14 @@
 
 Layout::
 
-    image/000000.png ...     RGB images (png/jpg), the i-th in sorted order belongs to world_mat_i
+    image/000000.png ...     RGB images (any of data.images.IMAGE_SUFFIXES), the i-th in sorted order belongs to
+                             world_mat_i
     mask/000.png ...         optional foreground masks, as many as images, paired in sorted order
     cameras_sphere.npz       world_mat_i = K [R | t] (OpenCV axes, pixel centres at integer u, v) and scale_mat_i
                              (world = scale_mat @ normalised; NeuS uses one scale_mat for all views)
 
 ``P_i = world_mat_i @ scale_mat_i`` projects normalised (unit-sphere) points; :func:`decompose_projection` splits it
-into ``K`` and an OpenCV camera-to-normalised-world pose, as IDR's ``load_K_Rt_from_P`` does. numpy/PIL only.
+into ``K`` and an OpenCV camera-to-normalised-world pose, as IDR's ``load_K_Rt_from_P`` does.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from norm_nerf.data import derived
+from norm_nerf.data.images import IMAGE_SUFFIXES, list_images
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CAMERA_FILE = "cameras_sphere.npz"
 
 
@@ -91,7 +92,7 @@ def _list_images(folder: Path, allow_empty: bool = False) -> list[Path]:
     ``allow_empty``, has none)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(folder)
     if not files and not allow_empty:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from norm_nerf.data.image_files import read_image
-from norm_nerf.data.neus_layout import IMAGE_SUFFIXES
+from norm_nerf.data import images
+from norm_nerf.data.images import IMAGE_SUFFIXES
 from norm_nerf.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 from norm_nerf.eval.lpips import LazyLPIPS, alexnet_weights_path, lpips_available
 from norm_nerf.eval.metrics import psnr, ssim
@@ -83,13 +83,14 @@ def composite(img: Float[np.ndarray, "h w c"], background: tuple[float, float, f
 
 
 def load_image(path: Path) -> Float[np.ndarray, "h w 3"]:
-    """An image file as RGB floats in [0, 1], RGBA composited on white; errors name the file.
+    """An image file as RGB floats (float64) in [0, 1], RGBA composited on white; errors name the file.
 
-    Decoding follows :func:`norm_nerf.data.image_files.read_image`: palette and CMYK images become RGB(A), integers
-    are divided by their type's maximum, float images must lie in [0, 1] (otherwise refused with their range),
-    NaN/inf pixels and sides shorter than 3 pixels are refused (``ImageError``, a ``ValueError``).
+    The package's one reader, :func:`norm_nerf.data.images.load_image` (``rgb=True``, float64): palette and CMYK
+    images become RGB(A), integers are divided by their type's maximum, float images must lie in [0, 1] (otherwise
+    refused with their range), NaN/inf pixels and sides shorter than 3 pixels are refused (``ImageError``, a
+    ``ValueError``).
     """
-    return composite(read_image(path, dtype=np.float64))
+    return images.load_image(path, rgb=True, dtype=torch.float64).numpy()
 
 
 def pair_images(pred_dir: Path, gt_dir: Path) -> list[tuple[str, Path, Path]]:

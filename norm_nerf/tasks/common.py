@@ -1,71 +1,115 @@
-"""What every signal task shares: the CLI fields, building the network, fitting, writing results."""
+"""What every signal task shares: the config (network, training and output options nested), building the
+network, fitting, the ``metrics.json`` content.
+
+A task config nests :class:`~norm_nerf.core.NetworkConfig` (``network``) and
+:class:`~norm_nerf.tasks.trainer.TrainConfig` (``train``) instead of copying their fields, so every network
+option (``--norm-momentum``, the ``--hash-*`` and ``--rff-*`` options, ...) and every training option can be set
+from ``norm-inr``. Their flags keep the short spellings (``--method``, ``--depth``, ``--steps``, ``--lr``, ...): the
+nested configs are shown without a prefix (the hash grid's options keep theirs: ``--hash-grid.num-levels``).
+``--seed`` is the run's one seed: the network initialisation, the
+mini-batch draws, the recalibration batches and the MRI sampling mask.
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar
 
-from norm_nerf.core import NetworkConfig, count_parameters
-from norm_nerf.tasks.trainer import ConfigError, FitResult, TrainConfig, default_lr, fit
+import tyro
+from torch import nn
+
+from norm_nerf.core import NetworkConfig, count_parameters, default_lr, parse_method
+from norm_nerf.tasks.trainer import ConfigError, FitResult, Signal, TrainConfig, fit
+from norm_nerf.utils.jsonio import jsonable, write_json
+from norm_nerf.utils.outputs import OutputOptions
+
+NetworkOptions = Annotated[NetworkConfig, tyro.conf.arg(name=""), tyro.conf.SuppressFixed]
+"""The nested network config as ``norm-inr`` shows it: its fields as ``--method``, ``--depth``, ... (no prefix; its
+own nested hash-grid config keeps its prefix, ``--hash-grid.num-levels``)."""
+TrainOptions = Annotated[TrainConfig, tyro.conf.OmitArgPrefixes]
+"""The nested training config as ``norm-inr`` shows it: ``--steps``, ``--lr``, ``--schedule``, ... (no prefix)."""
+NESTED = ("network", "train")
+"""The nested configs of a task config, in the order their options are looked up by :meth:`TaskConfig.replace`."""
+
+
+def network_defaults(**values: Any) -> Any:
+    """A task's default network (pe+cn, 10x28, 10 PE octaves, seed 0, with ``values`` changed) as a dataclass field."""
+    return field(default_factory=lambda: NetworkConfig(**{"method": "pe+cn", "seed": 0, **values}))
+
+
+def train_defaults(**values: Any) -> Any:
+    """A task's default training settings (2000 steps, constant lr, with ``values`` changed) as a dataclass field."""
+    return field(default_factory=lambda: TrainConfig(**values))
 
 
 @dataclass
-class TaskConfig:
-    """Fields shared by all signal tasks (network, optimisation, output)."""
+class TaskConfig(OutputOptions):
+    """Fields shared by all signal tasks: the network, the training and the output folder."""
 
-    method: str = "pe+cn"
-    """Method: relu, pe, siren, wire, mfn, mfn-gabor, or <relu|pe|rff|hash>+<bn|ln|gn|cn|rms>."""
-    depth: int = 10
-    """Hidden layers of the network."""
-    width: int = 28
-    """Hidden features per layer."""
-    steps: int = 2000
-    """Training steps (full batch)."""
-    lr: float | None = None
-    """Adam learning rate; default 1e-2 for normalized nets (the papers), 1e-3 plain, 1e-4 SIREN, 5e-3 WIRE."""
-    schedule: Literal["constant", "cosine", "exp"] = "constant"
-    """Learning-rate schedule."""
-    min_lr_ratio: float = 0.01
-    """Final/initial learning rate for cosine and exp schedules, in (0, 1]."""
-    num_frequencies: int = 10
-    """PE octaves (sin/cos(2^k pi x), k < L)."""
-    seed: int = 0
-    """Seed of the network initialisation."""
-    log_every: int = 10
-    """Training-curve resolution in steps (>= 1)."""
-    device: str = "cpu"
-    """Torch device: cpu, cuda, cuda:<i> or mps; refused with the list of available ones when absent."""
-    out: Path | None = None
-    """Output folder (default: outputs/<task>/<time>)."""
-    overwrite: bool = False
-    """Allow writing into a non-empty --out folder."""
-    progress: bool = True
-    """Show a progress bar."""
+    task: ClassVar[str] = "task"
+    """The task's name (``norm-inr <task>``, ``metrics.json``'s ``task``)."""
+    input_field: ClassVar[str | None] = None
+    """The field that names the task's input file (``norm-inr table --inputs`` fills it)."""
 
-    def network_config(self) -> NetworkConfig:
-        return NetworkConfig(
-            method=self.method, depth=self.depth, width=self.width, num_frequencies=self.num_frequencies, seed=self.seed
-        )
+    network: NetworkOptions = network_defaults()
+    """The coordinate network (method, depth, width, encoding and norm options)."""
+    train: TrainOptions = train_defaults()
+    """Optimisation (steps, learning rate and schedule, device, progress bar)."""
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            schedule=self.schedule,
-            min_lr_ratio=self.min_lr_ratio,
-            log_every=self.log_every,
-            seed=self.seed,
-            device=self.device,
-            progress=self.progress,
-        )
+    def __post_init__(self) -> None:
+        # --seed is the run's one seed: the trainer's draws follow the network's initialisation seed.
+        self.train.seed = 0 if self.network.seed is None else self.network.seed
 
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else default_lr(self.method)
+        """``--lr``, or the method's default learning rate (:func:`norm_nerf.core.default_lr`)."""
+        return self.train.lr if self.train.lr is not None else default_lr(self.network.method)
+
+    def replace(self, **options: Any) -> TaskConfig:
+        """A copy with options set by their ``norm-inr`` names, routed to the task, ``network`` or ``train``.
+
+        ``ImageTaskConfig().replace(method="relu", depth=2, steps=5, out=path)`` is what
+        ``norm-inr image --method relu --depth 2 --steps 5 --out PATH`` parses to; unknown names raise TypeError.
+        """
+        own = {f.name for f in fields(self)}
+        nested: dict[str, dict[str, Any]] = {name: {} for name in NESTED}
+        top: dict[str, Any] = {}
+        for key, value in options.items():
+            if key in own:
+                top[key] = value
+                continue
+            for name in NESTED:
+                if key in {f.name for f in fields(getattr(self, name))}:
+                    nested[name][key] = value
+                    break
+            else:
+                raise TypeError(f"{type(self).__name__}: unknown option {key!r}")
+        for name in NESTED:  # fresh nested configs: a copy never shares them with the original
+            base = top.pop(name, getattr(self, name))
+            top[name] = dataclasses.replace(base, **nested[name])
+        return dataclasses.replace(self, **top)
 
     def check_task(self) -> None:
         """Task-specific checks (subclasses extend this); :func:`check_common` calls it."""
+
+
+def flat_settings(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A recorded task config (``metrics.json``'s ``config``) keyed by option name, the nested configs flattened.
+
+    Option names are unique across a task config and its nested configs (the network's and the trainer's
+    ``seed`` are one ``--seed``), so ``{"network": {"method": ..., "hash_grid": {"num_levels": ...}}, "train":
+    {"steps": ...}, "image": ...}`` becomes ``{"method": ..., "hash_grid.num_levels": ..., "steps": ...,
+    "image": ...}``, as the flags are spelled; a flat record (older ``norm-inr``) stays as it is.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, "" if not prefix and key in NESTED else f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def check_common(cfg: TaskConfig) -> None:
@@ -74,35 +118,35 @@ def check_common(cfg: TaskConfig) -> None:
     Network fields here, optimisation fields in :meth:`TrainConfig.check` (schedule ratio, ``--log-every``,
     ``--device``), task fields in :meth:`TaskConfig.check_task`; all raise :class:`ConfigError` (a ``ValueError``).
     """
-    from norm_nerf.core import parse_method
-
-    parse_method(cfg.method)
-    if cfg.steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {cfg.steps}")
-    if cfg.depth < 1 or cfg.width < 1:
-        raise ConfigError(f"--depth and --width must be >= 1, got {cfg.depth} and {cfg.width}")
-    if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise ConfigError(f"--lr must be a positive number, got {cfg.lr}")
-    cfg.train_config()  # TrainConfig checks its fields on construction
+    net = cfg.network
+    parse_method(net.method)
+    if cfg.train.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {cfg.train.steps}")
+    if net.depth < 1 or net.width < 1:
+        raise ConfigError(f"--depth and --width must be >= 1, got {net.depth} and {net.width}")
+    lr = cfg.train.lr
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"--lr must be a positive number, got {lr}")
+    cfg.train.check()  # the fields may have been changed after construction
     cfg.check_task()
 
 
-def fit_signal(cfg: TaskConfig, signal: Any, in_dim: int, out_dim: int, label: str) -> tuple[Any, FitResult]:
+def fit_signal(cfg: TaskConfig, signal: Signal, in_dim: int, out_dim: int, label: str) -> tuple[nn.Module, FitResult]:
     """Build the network named by ``cfg`` and fit it to ``signal``; returns ``(net, result)``."""
-    net = cfg.network_config().setup(in_dim, out_dim)
-    result = fit(net, signal, cfg.train_config(), lr=cfg.learning_rate(), label=label)
+    net = cfg.network.setup(in_dim, out_dim)
+    result = fit(net, signal, cfg.train, lr=cfg.learning_rate(), label=label)
     return net, result
 
 
 def summarize(
-    cfg: TaskConfig, task: str, net: Any, result: FitResult, extra: dict[str, Any], metric_name: str = "psnr"
+    cfg: TaskConfig, net: nn.Module, result: FitResult, extra: dict[str, Any], metric_name: str = "psnr"
 ) -> dict[str, Any]:
     """The ``metrics.json`` content: eval-mode metrics first, train-mode values under explicit names."""
     train_mode = {f"{k}_train_mode_final": v for k, v in result.train_mode_metrics.items()}
     return {
-        "task": task,
-        "method": cfg.method,
-        "net": f"{cfg.depth}x{cfg.width}",
+        "task": cfg.task,
+        "method": cfg.network.method,
+        "net": f"{cfg.network.depth}x{cfg.network.width}",
         **result.metrics,
         **train_mode,
         f"{metric_name}_best_train_mode": result.best_train_mode_metric,
@@ -113,7 +157,7 @@ def summarize(
         "steps_per_second": round(result.steps / result.seconds, 3) if result.seconds > 0 else None,
         "metrics_mode": "eval mode, final model, running statistics recalibrated on the training data",
         **extra,
-        "config": _jsonable(asdict(cfg)),
+        "config": jsonable(asdict(cfg)),
         "curve": {
             "step": result.curve_steps,
             f"train_mode_{metric_name}": result.curve_metric,
@@ -123,18 +167,5 @@ def summarize(
 
 
 def write_metrics(out: Path, summary: dict[str, Any]) -> Path:
-    path = out / "metrics.json"
-    path.write_text(json.dumps(_jsonable(summary), indent=2))
-    return path
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    return obj
+    """``out/metrics.json`` by the package's JSON policy (strict JSON, non-finite numbers as null)."""
+    return write_json(out / "metrics.json", summary)

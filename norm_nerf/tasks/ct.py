@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from norm_nerf.core.grids import pixel_grid
+from norm_nerf.data.images import ImageError, load_image, resize_image
 from norm_nerf.eval.metrics import mse_to_psnr, psnr, ssim
-from norm_nerf.tasks.image import ImageError, load_image, pixel_grid, resize_image
 
 
 def angles_deg(num_angles: int, max_angle: float = 180.0) -> Float[Tensor, "a"]:  # noqa: F821
@@ -63,7 +64,7 @@ def load_ct_image(path: Path | None, size: int, notes: list[str] | None = None) 
     """The CT target in [0, 1], ``size`` x ``size``: a PNG/JPEG/TIFF (gray) or a DICOM slice; default Shepp–Logan.
 
     CT intensities are arbitrary, so a file whose values do not fit the image rules of
-    :func:`norm_nerf.data.image_files.read_image` (float outside [0, 1], negative integers) is min-max scaled to [0, 1],
+    :func:`norm_nerf.data.images.read_image` (float outside [0, 1], negative integers) is min-max scaled to [0, 1],
     and a DICOM slice always is. A non-square image is centre-cropped to a square (the Radon transform here works on
     a square grid) before area-downsampling to ``size``. Both changes are appended to ``notes`` when given.
     """

@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from norm_nerf.core.grids import voxel_grid
 from norm_nerf.eval.metrics import mse_to_psnr, psnr, ssim
 
 # Modified 3-D Shepp-Logan (Kak & Slaney geometry, Toft's contrast): A, a, b, c, x0, y0, z0, phi (deg, about z).
@@ -39,13 +40,6 @@ MIN_VOLUME_SIDE = 3
 
 class VolumeError(ValueError):
     """A user-facing problem with an input volume."""
-
-
-def voxel_grid(shape: tuple[int, ...]) -> Float[Tensor, "p d"]:
-    """Voxel-centre coordinates in [-1, 1]; the last coordinate runs along the first axis (x = last axis)."""
-    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1 for n in shape]
-    mesh = torch.meshgrid(*axes, indexing="ij")
-    return torch.stack(mesh[::-1], dim=-1).reshape(-1, len(shape))
 
 
 def shepp_logan_3d(n: int) -> Float[Tensor, "n n n"]:

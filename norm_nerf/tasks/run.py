@@ -1,31 +1,63 @@
-"""The ``norm-inr`` task commands: image, ct, mri, shape. Each fits one network and writes
-``metrics.json`` (eval-mode metrics after recalibration first) and pictures into its output folder.
+"""The signal tasks: image, ct, mri, shape. Each fits one network and writes ``metrics.json`` (eval-mode metrics
+after recalibration first) and pictures into its output folder.
 
 Changes made to an input (a CT image centre-cropped to a square or min-max scaled, a complex MRI volume replaced by
 its magnitude) are printed as a ``notice:`` line on stderr and listed under ``notices`` in ``metrics.json``.
 A folder of images writes one sub-folder per image, named by the file stem; stems shared by several files
 (``a.png`` and ``a.jpg``) use the stem and the suffix instead (``a_png``, ``a_jpg``), so no result overwrites another.
+
+The tasks' own command line, what ``norm-inr <task>`` and every cell of ``norm-inr table`` run::
+
+    python -m norm_nerf.tasks image --method pe+cn --steps 2000 --out DIR
+
+:func:`parse_task` turns ``<task> <flags>`` into a config, :func:`run_task` runs it, :func:`print_summary` prints
+the headline numbers; :func:`main` is the three in a row.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+import tyro
+from torch import nn
 
-from norm_nerf.tasks.common import TaskConfig, check_common, fit_signal, summarize, write_metrics
-from norm_nerf.tasks.image import IMAGE_SUFFIXES, ImageError
-from norm_nerf.tasks.trainer import ConfigError
-from norm_nerf.utils.console import notice
-from norm_nerf.utils.outputs import prepare_output_dir
+from norm_nerf.core import count_parameters
+from norm_nerf.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_image
+from norm_nerf.eval.blender_eval import PSNR_CAP_DB
+from norm_nerf.eval.metrics import psnr
+from norm_nerf.eval.plots import save_curves, save_panels, save_spectra
+from norm_nerf.tasks.common import (
+    NetworkOptions,
+    TaskConfig,
+    TrainOptions,
+    check_common,
+    fit_signal,
+    network_defaults,
+    summarize,
+    train_defaults,
+    write_metrics,
+)
+from norm_nerf.tasks.ct import CTSignal, load_ct_image
+from norm_nerf.tasks.image import ImageSignal, default_image
+from norm_nerf.tasks.mri import MIN_VOLUME_SIDE, MRISignal, load_volume, shepp_logan_3d
+from norm_nerf.tasks.shape import MIN_EXPORT_RESOLUTION, MIN_GRID, OccupancySignal, default_shape, load_shape
+from norm_nerf.tasks.trainer import ConfigError, FitResult
+from norm_nerf.utils.console import CONSOLE, notice
 
 
 @dataclass
 class ImageTaskConfig(TaskConfig):
     """Fit an image (or every image of a folder, metrics averaged) with a coordinate network."""
+
+    task = "image"
+    output_root = Path("outputs/image")
+    input_field = "image"
 
     image: Path | None = None
     """Image file or folder of images; default: scikit-image's bundled astronaut picture."""
@@ -43,16 +75,18 @@ class ImageTaskConfig(TaskConfig):
 class CTTaskConfig(TaskConfig):
     """Sparse-view parallel-beam CT: fit density so that its Radon transform matches the projections."""
 
+    task = "ct"
+    output_root = Path("outputs/ct")
+    input_field = "image"
+
+    network: NetworkOptions = network_defaults(depth=4, width=256)
+    """The coordinate network (default 4x256)."""
     image: Path | None = None
     """Gray image or DICOM slice (.dcm); default: the Shepp-Logan phantom."""
     size: int = 128
     """Image side in pixels (the papers use 256)."""
     angles: int = 100
     """Number of projection angles in [0, 180) degrees used for supervision."""
-    depth: int = 4
-    """Hidden layers of the network."""
-    width: int = 256
-    """Hidden features per layer."""
 
     def check_task(self) -> None:
         if self.size < 8:
@@ -65,22 +99,22 @@ class CTTaskConfig(TaskConfig):
 class MRITaskConfig(TaskConfig):
     """3-D MRI: fit the volume so that its undersampled k-space matches the measurement."""
 
+    task = "mri"
+    output_root = Path("outputs/mri")
+    input_field = "volume"
+
+    network: NetworkOptions = network_defaults(depth=4, width=256)
+    """The coordinate network (default 4x256)."""
+    train: TrainOptions = train_defaults(steps=1000)
+    """Optimisation (default 1000 steps)."""
     volume: Path | None = None
     """NIfTI volume (.nii/.nii.gz); default: a generated 3-D Shepp-Logan phantom."""
     size: int = 32
     """Longer side of the volume after resampling (phantom: its side)."""
     sampling: float = 0.25
     """Fraction of phase-encoding k-space lines sampled (variable density, full centre)."""
-    depth: int = 4
-    """Hidden layers of the network."""
-    width: int = 256
-    """Hidden features per layer."""
-    steps: int = 1000
-    """Training steps (full batch)."""
 
     def check_task(self) -> None:
-        from norm_nerf.tasks.mri import MIN_VOLUME_SIDE
-
         smallest = MIN_VOLUME_SIDE if self.volume is not None else 4  # the phantom needs 4
         if self.size < smallest:
             raise ConfigError(f"--size must be >= {smallest}, got {self.size}")
@@ -92,6 +126,14 @@ class MRITaskConfig(TaskConfig):
 class ShapeTaskConfig(TaskConfig):
     """3-D occupancy of a mesh: BCE on grid labels, IoU on a held-out grid, marching-cubes export."""
 
+    task = "shape"
+    output_root = Path("outputs/shape")
+    input_field = "mesh"
+
+    network: NetworkOptions = network_defaults(depth=2, width=256)
+    """The coordinate network (default 2x256)."""
+    train: TrainOptions = train_defaults(steps=1000)
+    """Optimisation (default 1000 steps)."""
     mesh: Path | None = None
     """Mesh file (.obj/.ply/.stl/...); default: a generated tilted torus."""
     grid: int = 64
@@ -100,16 +142,8 @@ class ShapeTaskConfig(TaskConfig):
     """Points per training step, >= 1 (random grid points; a value >= grid^3 trains full batch)."""
     export_resolution: int = 128
     """Marching-cubes resolution of the exported surface per axis, >= 2."""
-    depth: int = 2
-    """Hidden layers of the network."""
-    width: int = 256
-    """Hidden features per layer."""
-    steps: int = 1000
-    """Training steps."""
 
     def check_task(self) -> None:
-        from norm_nerf.tasks.shape import MIN_EXPORT_RESOLUTION, MIN_GRID
-
         if self.grid < MIN_GRID:
             raise ConfigError(f"--grid must be >= {MIN_GRID}, got {self.grid}")
         if self.batch_size < 1:
@@ -124,14 +158,30 @@ class ShapeTaskConfig(TaskConfig):
             )
 
 
-def _finish(cfg: TaskConfig, task: str, out: Path, net: Any, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    from norm_nerf.eval.plots import save_curves
+TASKS: dict[str, type[TaskConfig]] = {
+    "image": ImageTaskConfig,
+    "ct": CTTaskConfig,
+    "mri": MRITaskConfig,
+    "shape": ShapeTaskConfig,
+}
+"""The tasks by name."""
+TaskCommand = (
+    Annotated[ImageTaskConfig, tyro.conf.subcommand("image")]
+    | Annotated[CTTaskConfig, tyro.conf.subcommand("ct")]
+    | Annotated[MRITaskConfig, tyro.conf.subcommand("mri")]
+    | Annotated[ShapeTaskConfig, tyro.conf.subcommand("shape")]
+)
+"""``<task> <flags>``: the command line of the tasks (``norm-inr`` offers the same subcommands)."""
+HEADLINE = ("psnr", "ssim", "iou", "psnr_train_mode_final", "psnr_best_train_mode", "iou_best_train_mode", "seconds")
+"""The summary entries :func:`print_summary` shows."""
 
-    summary = summarize(cfg, task, net, result, extra, metric_name="iou" if task == "shape" else "psnr")
+
+def _finish(cfg: TaskConfig, out: Path, net: nn.Module, result: FitResult, extra: dict[str, Any]) -> dict[str, Any]:
+    summary = summarize(cfg, net, result, extra, metric_name="iou" if cfg.task == "shape" else "psnr")
     summary["out"] = str(out)
     write_metrics(out, summary)
-    ylabel = "train-mode IoU" if task == "shape" else "train-mode PSNR [dB]"
-    save_curves({cfg.method: (result.curve_steps, result.curve_metric)}, out / "curve.png", ylabel=ylabel)
+    ylabel = "train-mode IoU" if cfg.task == "shape" else "train-mode PSNR [dB]"
+    save_curves({cfg.network.method: (result.curve_steps, result.curve_metric)}, out / "curve.png", ylabel=ylabel)
     torch.save(net.state_dict(), out / "model.pt")
     return summary
 
@@ -139,7 +189,7 @@ def _finish(cfg: TaskConfig, task: str, out: Path, net: Any, result: Any, extra:
 def _image_files(path: Path) -> list[Path]:
     """The image itself, or the images of a folder (by suffix, sorted by name)."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(path)
         if not files:
             raise ImageError(f"{path}: folder contains no images ({', '.join(IMAGE_SUFFIXES)})")
         return files
@@ -167,37 +217,70 @@ def image_output_names(files: list[Path]) -> dict[Path, str]:
     return names
 
 
+IMAGE_MEAN_KEYS = ("psnr", "ssim", "psnr_train_mode_final", "psnr_best_train_mode", "bpp", "seconds")
+"""The per-image values a folder's ``metrics.json`` averages."""
+
+
+def _cap_psnr(result: FitResult) -> dict[str, Any]:
+    """Cap the PSNR values of an image fit at ``PSNR_CAP_DB`` (as norm-eval-blender does); what to record."""
+    capped = result.metrics["psnr"] >= PSNR_CAP_DB
+    result.metrics["psnr"] = min(result.metrics["psnr"], PSNR_CAP_DB)
+    result.train_mode_metrics["psnr"] = min(result.train_mode_metrics["psnr"], PSNR_CAP_DB)
+    result.best_train_mode_metric = min(result.best_train_mode_metric, PSNR_CAP_DB)
+    return {"psnr_cap_db": PSNR_CAP_DB, "psnr_capped": int(capped)}
+
+
 def run_image(cfg: ImageTaskConfig) -> dict[str, Any]:
-    """Fit one image or a folder of images; returns the ``metrics.json`` content."""
+    """Fit one image or a folder of images; returns the ``metrics.json`` content.
+
+    PSNR values are capped at ``PSNR_CAP_DB`` (100 dB) per image, so an exact match counts as 100 dB, not inf; a
+    folder's numbers are arithmetic means over its images of those per-image values (``means`` says so).
+    """
     check_common(cfg)
-    out = prepare_output_dir(cfg.out, Path("outputs/image"), cfg.overwrite)
+    out = cfg.prepare_output()
     if cfg.image is None:
-        return _fit_one_image(cfg, None, out)
+        return fit_image(cfg, None, out).summary
     files = _image_files(Path(cfg.image))
     if len(files) == 1:
-        return _fit_one_image(cfg, files[0], out)
+        return fit_image(cfg, files[0], out).summary
     names = image_output_names(files)
-    per_image = {f.name: _fit_one_image(cfg, f, out / names[f]) for f in files}
-    keys = ("psnr", "ssim", "psnr_train_mode_final", "psnr_best_train_mode", "bpp", "seconds")
-    mean = {k: float(np.mean([r[k] for r in per_image.values()])) for k in keys}
-    summary = {"task": "image", "method": cfg.method, "net": f"{cfg.depth}x{cfg.width}", "images": len(files)}
+    per_image = {f.name: fit_image(cfg, f, out / names[f]).summary for f in files}
+    mean = {k: float(np.mean([r[k] for r in per_image.values()])) for k in IMAGE_MEAN_KEYS}
+    net = cfg.network
+    summary = {"task": "image", "method": net.method, "net": f"{net.depth}x{net.width}", "images": len(files)}
     summary.update(mean)
-    summary.update(params=next(iter(per_image.values()))["params"], per_image=per_image)
+    summary.update(
+        psnr_cap_db=PSNR_CAP_DB,
+        psnr_capped=sum(r["psnr_capped"] for r in per_image.values()),
+        params=next(iter(per_image.values()))["params"],
+        per_image=per_image,
+    )
     summary["metrics_mode"] = "mean over images of eval-mode metrics after recalibration"
+    summary["means"] = (
+        f"arithmetic mean over the images of the per-image values ({', '.join(IMAGE_MEAN_KEYS)}); PSNR values are "
+        "capped at psnr_cap_db per image before averaging (psnr_capped counts the images at the cap)"
+    )
     summary["out"] = str(out)
     write_metrics(out, summary)
     return summary
 
 
-def _fit_one_image(cfg: ImageTaskConfig, path: Path | None, out: Path) -> dict[str, Any]:
-    from norm_nerf.core import count_parameters
-    from norm_nerf.eval.plots import save_panels, save_spectra
-    from norm_nerf.tasks.image import ImageSignal, default_image, load_image
+@dataclass
+class ImageFit:
+    """One fitted image: its ``metrics.json`` content and the pictures (H, W, C) in [0, 1]."""
 
+    summary: dict[str, Any]
+    target: np.ndarray
+    prediction: np.ndarray
+
+
+def fit_image(cfg: ImageTaskConfig, path: Path | None, out: Path) -> ImageFit:
+    """Fit one image (``path`` None: the default picture) and write its results into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     img = default_image(cfg.resize) if path is None else load_image(path, resize=cfg.resize, gray=cfg.gray)
     signal = ImageSignal(img)
-    net, result = fit_signal(cfg, signal, 2, signal.out_dim, label=f"{cfg.method} {path.name if path else 'astronaut'}")
+    label = f"{cfg.network.method} {path.name if path else 'astronaut'}"
+    net, result = fit_signal(cfg, signal, 2, signal.out_dim, label=label)
     pred = signal.as_image(result.prediction).numpy()
     target = signal.image.numpy()
     save_panels({"target": target, "reconstruction": pred}, out / "reconstruction.png", ("reconstruction", "target"))
@@ -208,23 +291,22 @@ def _fit_one_image(cfg: ImageTaskConfig, path: Path | None, out: Path) -> dict[s
         "size": list(img.shape),
         "bpp": params * 32 / (signal.height * signal.width),
         "bits_per_param": 32,
+        **_cap_psnr(result),
     }
-    return _finish(cfg, "image", out, net, result, extra)
+    summary = _finish(cfg, out, net, result, extra)
+    return ImageFit(summary, target, pred)
 
 
 def run_ct(cfg: CTTaskConfig) -> dict[str, Any]:
     """Sparse-view CT reconstruction; returns the ``metrics.json`` content."""
-    from norm_nerf.eval.plots import save_panels, save_spectra
-    from norm_nerf.tasks.ct import CTSignal, load_ct_image
-
     check_common(cfg)
     notices: list[str] = []
     signal = CTSignal(load_ct_image(cfg.image, cfg.size, notes=notices), cfg.angles)
     notices += signal.notes
-    out = prepare_output_dir(cfg.out, Path("outputs/ct"), cfg.overwrite)
+    out = cfg.prepare_output()
     for message in notices:
         notice(message)
-    net, result = fit_signal(cfg, signal, 2, 1, label=f"{cfg.method} ct")
+    net, result = fit_signal(cfg, signal, 2, 1, label=f"{cfg.network.method} ct")
     pred = signal.as_image(result.prediction).numpy()
     target = signal.image.numpy()
     sino = signal.sinogram.numpy()
@@ -241,23 +323,19 @@ def run_ct(cfg: CTTaskConfig) -> dict[str, Any]:
         "projection_psnr": signal.projection_psnr(result.prediction),
         "notices": notices,
     }
-    return _finish(cfg, "ct", out, net, result, extra)
+    return _finish(cfg, out, net, result, extra)
 
 
 def run_mri(cfg: MRITaskConfig) -> dict[str, Any]:
     """3-D MRI from undersampled k-space; returns the ``metrics.json`` content."""
-    from norm_nerf.eval.metrics import psnr
-    from norm_nerf.eval.plots import save_panels
-    from norm_nerf.tasks.mri import MRISignal, load_volume, shepp_logan_3d
-
     check_common(cfg)
     notices: list[str] = []
     volume = shepp_logan_3d(cfg.size) if cfg.volume is None else load_volume(cfg.volume, cfg.size, notes=notices)
-    signal = MRISignal(volume, cfg.sampling, seed=cfg.seed)
-    out = prepare_output_dir(cfg.out, Path("outputs/mri"), cfg.overwrite)
+    signal = MRISignal(volume, cfg.sampling, seed=cfg.train.seed)
+    out = cfg.prepare_output()
     for message in notices:
         notice(message)
-    net, result = fit_signal(cfg, signal, 3, 1, label=f"{cfg.method} mri")
+    net, result = fit_signal(cfg, signal, 3, 1, label=f"{cfg.network.method} mri")
     pred = signal.as_volume(result.prediction)
     zero_filled = signal.zero_filled()
     mid = volume.shape[0] // 2
@@ -273,19 +351,16 @@ def run_mri(cfg: MRITaskConfig) -> dict[str, Any]:
         "zero_filled_psnr": psnr(zero_filled, volume),
         "notices": notices,
     }
-    return _finish(cfg, "mri", out, net, result, extra)
+    return _finish(cfg, out, net, result, extra)
 
 
 def run_shape(cfg: ShapeTaskConfig) -> dict[str, Any]:
     """3-D occupancy fitting with IoU and mesh export; returns the ``metrics.json`` content."""
-    from norm_nerf.eval.plots import save_panels
-    from norm_nerf.tasks.shape import OccupancySignal, default_shape, load_mesh
-
     check_common(cfg)
-    vertices, faces = default_shape() if cfg.mesh is None else load_mesh(cfg.mesh)
+    vertices, faces = default_shape() if cfg.mesh is None else load_shape(cfg.mesh)
     signal = OccupancySignal(vertices, faces, cfg.grid, cfg.batch_size)
-    out = prepare_output_dir(cfg.out, Path("outputs/shape"), cfg.overwrite)
-    net, result = fit_signal(cfg, signal, 3, 1, label=f"{cfg.method} shape")
+    out = cfg.prepare_output()
+    net, result = fit_signal(cfg, signal, 3, 1, label=f"{cfg.network.method} shape")
     g = cfg.grid
     pred = (result.prediction.reshape(g, g, g) > 0).float().numpy()
     gt = signal.held_out.reshape(g, g, g).float().numpy()
@@ -302,4 +377,31 @@ def run_shape(cfg: ShapeTaskConfig) -> dict[str, Any]:
         "surface_faces": faces,
         "notices": notices,
     }
-    return _finish(cfg, "shape", out, net, result, extra)
+    return _finish(cfg, out, net, result, extra)
+
+
+RUNNERS = {ImageTaskConfig: run_image, CTTaskConfig: run_ct, MRITaskConfig: run_mri, ShapeTaskConfig: run_shape}
+
+
+def parse_task(args: Sequence[str], prog: str = "python -m norm_nerf.tasks") -> TaskConfig:
+    """The config of ``<task> <flags>`` (tyro; ``--help`` and bad flags exit as tyro does)."""
+    return tyro.cli(TaskCommand, args=list(args), prog=prog)  # type: ignore[call-overload]
+
+
+def run_task(cfg: TaskConfig) -> dict[str, Any]:
+    """Run the task ``cfg`` configures; returns its ``metrics.json`` content."""
+    return RUNNERS[type(cfg)](cfg)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The headline numbers of a task run and where its files are."""
+    CONSOLE.print({k: summary[k] for k in HEADLINE if k in summary})
+    out = summary.get("out", "the output folder")
+    CONSOLE.print(f"[bold]metrics.json and pictures written to {out}[/bold]")
+
+
+def main(args: Sequence[str] | None = None) -> dict[str, Any]:
+    """``python -m norm_nerf.tasks <task> <flags>``: parse, run, print; returns the summary."""
+    summary = run_task(parse_task(sys.argv[1:] if args is None else args))
+    print_summary(summary)
+    return summary

@@ -17,7 +17,9 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from norm_nerf.tasks.mri import voxel_grid
+from norm_nerf.core.grids import voxel_grid
+from norm_nerf.data.shapes import load_mesh
+from norm_nerf.tasks.trainer import predict
 
 MIN_GRID = 4
 """Smallest training grid resolution per axis."""
@@ -29,12 +31,14 @@ class MeshError(ValueError):
     """A user-facing problem with an input mesh."""
 
 
-def load_mesh(path: Path, margin: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Read a triangle mesh and normalise it into ``[-1 + margin, 1 - margin]^3`` (aspect kept)."""
-    from norm_nerf.data.shapes import load_mesh as read_mesh
+def load_shape(path: Path, margin: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """The task's input from a mesh file: read by :func:`norm_nerf.data.shapes.load_mesh` (the package's one mesh
+    reader), normalised into ``[-1 + margin, 1 - margin]^3`` (aspect kept); ``(vertices, faces)``.
 
+    Reading problems (missing file, no faces) are :class:`MeshError`; a mesh that is not watertight gets a warning.
+    """
     try:
-        mesh = read_mesh(path)
+        mesh = load_mesh(path)
     except (ValueError, FileNotFoundError) as err:
         raise MeshError(str(err)) from None
     if not mesh.is_watertight:
@@ -157,8 +161,6 @@ class OccupancySignal:
         """
         import mcubes
         import trimesh
-
-        from norm_nerf.tasks.trainer import predict
 
         if resolution < MIN_EXPORT_RESOLUTION:
             raise ValueError(f"--export-resolution must be >= {MIN_EXPORT_RESOLUTION}, got {resolution}")

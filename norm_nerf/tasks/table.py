@@ -1,5 +1,8 @@
 """``norm-inr table``: the papers' comparison grids (methods x nets x inputs), one plain command per cell.
 
+A cell's command is the tasks' own runner, ``python -m norm_nerf.tasks <task> <flags>`` (:mod:`norm_nerf.tasks.run`),
+so the library never calls a CLI of the layer above.
+
 Cells are independent and resumable: a cell whose folder holds ``metrics.json`` made with the same settings is
 not recomputed. Each cell's ``metrics.json`` records the full config it ran with (written by the cell itself, so
 cells run elsewhere from ``commands.txt`` are checked too); a finished cell whose recorded config differs from
@@ -15,6 +18,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -28,7 +32,12 @@ import numpy as np
 import tyro
 
 from norm_nerf.core import PAPER_METHODS, parse_method
+from norm_nerf.eval.plots import save_curves, save_rate_distortion
+from norm_nerf.tasks.common import flat_settings
+from norm_nerf.tasks.run import TASKS, parse_task
 from norm_nerf.utils.cli import split_commas
+from norm_nerf.utils.console import CONSOLE, notice, progress
+from norm_nerf.utils.jsonio import jsonable, write_json
 
 TaskName = Literal["image", "ct", "mri", "shape"]
 
@@ -61,7 +70,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {"nets": ("2x256",), "steps": 10000, "flags": ["--grid", "128", "--num-frequencies", "4"]},
     },
 }
-_INPUT_FLAG = {"image": "--image", "ct": "--image", "mri": "--volume", "shape": "--mesh"}
 _METRIC = {"image": "psnr", "ct": "psnr", "mri": "psnr", "shape": "iou"}
 # Flags the table sets per cell; --extra may not set them (the table has its own option, or they are per cell).
 _MANAGED = {
@@ -71,6 +79,15 @@ _MANAGED = {
 }  # fmt: skip
 # Recorded config fields that say where and how a cell wrote, not what it computed.
 _NOT_SETTINGS = ("out", "overwrite", "progress")
+CELL_RUNNER = ("-m", "norm_nerf.tasks")
+"""How a cell's command starts (after the Python executable): the tasks' runner, ``norm_nerf/tasks/__main__.py``."""
+MEANS = "arithmetic mean over a cell's inputs of the values in their metrics.json (a null value makes the mean null)"
+"""How ``results.json`` averages, as it states it."""
+
+
+def _input_flag(task: str) -> str:
+    """The flag that names a task's input file (``--image``, ``--volume``, ``--mesh``)."""
+    return f"--{TASKS[task].input_field}"
 
 
 class CellsFailedError(ValueError):
@@ -196,7 +213,7 @@ def build_cells(cfg: TableConfig) -> list[Cell]:
             depth, width = parse_net(net)
             for method in cfg.methods:
                 out = cfg.out / "cells" / name / net / method.replace("+", "_")
-                cmd = [sys.executable, "-m", "norm_nerf.scripts.inr", *_cell_args(cfg, method, depth, width, inp)]
+                cmd = [sys.executable, *CELL_RUNNER, *_cell_args(cfg, method, depth, width, inp)]
                 cmd += ["--out", str(out), "--overwrite", "--no-progress"]
                 cells.append(Cell(name, net, method, out, cmd, inp))
     return cells
@@ -211,7 +228,7 @@ def _cell_args(cfg: TableConfig, method: str | None, depth: int | None, width: i
         args += ["--method", method, "--depth", str(depth), "--width", str(width)]
     args += ["--steps", str(steps), "--seed", str(cfg.seed), *preset["flags"], *cfg.extra]
     if inp is not None:
-        args += [_INPUT_FLAG[cfg.task], str(inp)]
+        args += [_input_flag(cfg.task), str(inp)]
     return args
 
 
@@ -236,16 +253,13 @@ def _check_extra(extra: tuple[str, ...]) -> None:
 def _expected_configs(cfg: TableConfig, cells: list[Cell]) -> dict[str, dict[str, Any]]:
     """The config each cell's command parses to (as metrics.json records it), by cell name.
 
-    The flags shared by all cells are parsed once with the task's own parser, which also refuses bad --extra flags
-    before any cell runs; the per-cell fields are then filled in."""
-    from norm_nerf.tasks.run import CTTaskConfig, ImageTaskConfig, MRITaskConfig, ShapeTaskConfig
-
-    task_config = {"image": ImageTaskConfig, "ct": CTTaskConfig, "mri": MRITaskConfig, "shape": ShapeTaskConfig}
-    args = _cell_args(cfg, None, None, None, None)[1:] + ["--no-progress"]
+    The flags shared by all cells are parsed once with the cells' own parser (:func:`norm_nerf.tasks.run.parse_task`),
+    which also refuses bad --extra flags before any cell runs; the per-cell fields are then filled in."""
+    args = _cell_args(cfg, None, None, None, None) + ["--no-progress"]
     text = io.StringIO()
     try:
         with contextlib.redirect_stderr(text), contextlib.redirect_stdout(text):
-            shared = tyro.cli(task_config[cfg.task], args=args, prog=f"norm-inr {cfg.task}")
+            shared = parse_task(args, prog="norm-inr")
     except SystemExit:
         lines = [ln.strip(" │╭╮╰╯─") for ln in text.getvalue().splitlines()[1:]]  # [0]: the box title
         why = "; ".join(ln for ln in lines if ln and not ln.startswith("For full helptext")).replace(":; ", ": ")
@@ -253,23 +267,13 @@ def _expected_configs(cfg: TableConfig, cells: list[Cell]) -> dict[str, dict[str
             f"--extra {shlex.join(cfg.extra)}: norm-inr {cfg.task} refuses the cells' flags ({why}); "
             f"see norm-inr {cfg.task} --help"
         ) from None
-    field_name = _INPUT_FLAG[cfg.task][2:]
+    field_name = TASKS[cfg.task].input_field
     configs = {}
     for c in cells:
         depth, width = parse_net(c.net)
-        one = dataclasses.replace(shared, method=c.method, depth=depth, width=width, **{field_name: c.input_path})
-        configs[c.name] = _plain(dataclasses.asdict(one))
+        one = shared.replace(method=c.method, depth=depth, width=width, **{field_name: c.input_path})
+        configs[c.name] = jsonable(dataclasses.asdict(one))
     return configs
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _recorded_config(metrics: dict[str, Any]) -> dict[str, Any] | None:
@@ -293,8 +297,11 @@ def _show(value: Any) -> str:
 def config_differences(recorded: dict[str, Any], expected: dict[str, Any], path_fields: tuple[str, ...] = ()) -> list:
     """``["--steps 3 -> 5", ...]``: the settings in which a finished cell differs from this run's.
 
-    Where, and how verbosely, the cell wrote is no setting; a field the cell's record lacks (added to the task
-    since) is not compared. Path fields compare as resolved paths."""
+    Both configs are compared option by option (:func:`norm_nerf.tasks.common.flat_settings`: the nested network
+    and training configs by their flag names, so a flat record of an older ``norm-inr`` compares too). Where, and
+    how verbosely, the cell wrote is no setting; a field the cell's record lacks (added to the task since) is not
+    compared. Path fields compare as resolved paths."""
+    recorded, expected = flat_settings(recorded), flat_settings(expected)
     diffs = []
     for key, new in expected.items():
         if key in _NOT_SETTINGS or key not in recorded:
@@ -310,10 +317,8 @@ def config_differences(recorded: dict[str, Any], expected: dict[str, Any], path_
 
 def plan_cells(cfg: TableConfig, cells: list[Cell], expected: dict[str, dict[str, Any]] | None = None) -> Plan:
     """Sort the grid into kept, to-run and stale cells (finished with other settings; to run with --overwrite)."""
-    from rich.console import Console
-
     expected = expected if expected is not None else _expected_configs(cfg, cells)
-    path_fields = (_INPUT_FLAG[cfg.task][2:],)
+    path_fields = (TASKS[cfg.task].input_field,)
     plan = Plan()
     for c in cells:
         path = c.out / "metrics.json"
@@ -323,7 +328,7 @@ def plan_cells(cfg: TableConfig, cells: list[Cell], expected: dict[str, dict[str
         try:
             metrics = json.loads(path.read_text())
         except (OSError, ValueError) as err:  # a cell killed while writing it: no result to keep
-            Console(stderr=True).print(f"{path}: unreadable ({err}); the cell runs again")
+            notice(f"{path}: unreadable ({err}); the cell runs again")
             plan.todo.append(c)
             continue
         recorded = _recorded_config(metrics) if isinstance(metrics, dict) else None
@@ -368,10 +373,6 @@ def failure_record(cell: Cell, returncode: int, log_path: Path) -> dict[str, Any
 
 def run_table(cfg: TableConfig) -> dict[str, Any]:
     """Run (or resume) the grid; returns the collected results."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    console = Console()
     if cfg.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {cfg.jobs}")
     cells = build_cells(cfg)
@@ -387,27 +388,27 @@ def run_table(cfg: TableConfig) -> dict[str, Any]:
         )
     (cfg.out / "commands.txt").write_text("\n".join(shlex.join(c.command) for c in cells) + "\n")
     rerun = f", {len(plan.stale)} re-run for other settings (--overwrite)" if plan.stale else ""
-    console.print(f"{len(cells)} cells, {len(plan.done)} already done{rerun}; commands in {cfg.out / 'commands.txt'}")
+    CONSOLE.print(f"{len(cells)} cells, {len(plan.done)} already done{rerun}; commands in {cfg.out / 'commands.txt'}")
     for cell, why in plan.stale:
-        console.print(f"re-running {cell.name}: {why}")
+        CONSOLE.print(f"re-running {cell.name}: {why}")
     if cfg.dry_run:
         for c in plan.todo:
-            console.print(shlex.join(c.command))
+            CONSOLE.print(shlex.join(c.command))
         return {}
     for cell, _ in plan.stale:  # a failed re-run must not leave the old result to be collected
         (cell.out / "metrics.json").unlink()
     threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
     failures = []
-    with Progress(console=console) as progress, ThreadPoolExecutor(cfg.jobs) as pool:
-        task = progress.add_task(f"table {cfg.task}", total=len(plan.todo))
+    with progress() as bar, ThreadPoolExecutor(cfg.jobs) as pool:
+        task = bar.add_task(f"table {cfg.task}", total=len(plan.todo))
         for _cell, failure in pool.map(lambda c: _run_cell(c, threads), plan.todo):
-            progress.advance(task)
+            bar.advance(task)
             if failure:
                 failures.append(failure)
     results = collect(cfg, cells, failures)
     for f in failures:
-        console.print(f"[red]failed[/red] {f['cell']}: {f['error']} (log: {f['log']})")
-    console.print(f"results: {cfg.out / 'results.json'}, table: {cfg.out / 'table.md'}")
+        CONSOLE.print(f"[red]failed[/red] {f['cell']}: {f['error']} (log: {f['log']})")
+    CONSOLE.print(f"results: {cfg.out / 'results.json'}, table: {cfg.out / 'table.md'}")
     if failures:
         first = failures[0]
         raise CellsFailedError(
@@ -428,7 +429,7 @@ def _claim_folder(cfg: TableConfig) -> None:
             f"{cfg.out}: folder exists, is not empty and is not a norm-inr table; choose another --out"
         )
     cfg.out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"task": cfg.task, "preset": cfg.preset}))
+    write_json(marker, {"task": cfg.task, "preset": cfg.preset})
 
 
 def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] = ()) -> dict[str, Any]:
@@ -439,14 +440,14 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
         path = c.out / "metrics.json"
         if path.is_file():
             rows.setdefault(c.net, {}).setdefault(c.method, []).append(json.loads(path.read_text()))
-    results: dict[str, Any] = {"task": cfg.task, "preset": cfg.preset, "metric": metric, "nets": {}}
+    results: dict[str, Any] = {"task": cfg.task, "preset": cfg.preset, "metric": metric, "means": MEANS, "nets": {}}
     for net, by_method in rows.items():
         results["nets"][net] = {
             m: _mean_cell(runs, metric) for m, runs in sorted(by_method.items(), key=lambda kv: _order(cfg, kv[0]))
         }
     results["cells"] = len(cells)
     results["failed"] = list(failures)
-    (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(cfg.out / "results.json", results)
     (cfg.out / "table.md").write_text(markdown_table(results))
     if rows:
         _plots(cfg, rows, results)
@@ -459,9 +460,20 @@ def _order(cfg: TableConfig, method: str) -> int:
 
 def _mean_cell(runs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     keys = [metric, "ssim", f"{metric}_train_mode_final", f"{metric}_best_train_mode", "bpp", "seconds"]
-    out = {k: float(np.mean([r[k] for r in runs])) for k in keys if all(k in r for r in runs)}
+    out = {k: _mean([r[k] for r in runs]) for k in keys if all(k in r for r in runs)}
     out.update(params=runs[0].get("params"), inputs=len(runs))
     return out
+
+
+def _mean(values: list[Any]) -> float:
+    """The mean of recorded values; a null (a non-finite number, by the JSON policy) makes it NaN (null again)."""
+    return float(np.mean([math.nan if v is None else float(v) for v in values]))
+
+
+def _cell_text(value: Any, metric: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.4f}" if metric == "iou" else f"{value:.2f}"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -477,8 +489,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         vals = []
         for key in (metric, f"{metric}_best_train_mode"):
             for n in nets:
-                v = results["nets"][n].get(m, {}).get(key)
-                vals.append("—" if v is None else (f"{v:.4f}" if metric == "iou" else f"{v:.2f}"))
+                vals.append(_cell_text(results["nets"][n].get(m, {}).get(key), metric))
         lines.append("| " + " | ".join([m, *vals]) + " |")
     note = f"\n{metric} (eval): final model, eval mode, running statistics recalibrated; mean over inputs.\n"
     text = "\n".join(lines) + "\n" + note if methods else "No cell finished.\n"
@@ -490,8 +501,6 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def _plots(cfg: TableConfig, rows: dict[str, dict[str, list[dict[str, Any]]]], results: dict[str, Any]) -> None:
-    from norm_nerf.eval.plots import save_curves, save_rate_distortion
-
     metric = results["metric"]
     label = f"train-mode {metric}"
     for net, by_method in rows.items():

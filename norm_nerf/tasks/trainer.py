@@ -1,23 +1,28 @@
 """One training loop for every signal: fit a coordinate network, report honest eval-mode metrics.
 
-A *signal* (image, CT, MRI, occupancy) provides the network inputs, a loss on the network output and
-quality metrics of a full prediction. The loop trains with Adam, tracks the train-mode metric seen
-during training, then recalibrates the running statistics of the norms and reports **eval-mode**
-metrics of the final model (the headline numbers), next to the final and best train-mode ones.
+A *signal* (image, CT, MRI, occupancy, or the analysis' grid signals) provides the network inputs, a loss on the
+network output and quality metrics of a full prediction. The loop trains with Adam, tracks the train-mode metric
+seen during training, then recalibrates the running statistics of the norms and reports **eval-mode** metrics of
+the final model (the headline numbers), next to the final and best train-mode ones. A per-step callback sees every
+state of the parameters (the spectral-bias analysis records its NTK and band errors through it).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
+import tyro
 from jaxtyping import Float
+from rich.progress import TextColumn
 from torch import Tensor, nn
 
-from norm_nerf.core import parse_method, recalibrate
+from norm_nerf.core import recalibrate
+from norm_nerf.utils.console import progress
 
 
 class Signal(Protocol):
@@ -103,23 +108,23 @@ class TrainConfig:
     """Optimisation settings shared by all signal tasks (checked on construction, :meth:`check`)."""
 
     steps: int = 2000
-    """Number of optimisation steps (full batch)."""
+    """Training steps (one Adam update each; full batch unless the task draws mini-batches)."""
     lr: float | None = None
-    """Adam learning rate; None picks the method's default (1e-2 with a norm, as in the papers)."""
+    """Adam learning rate; default 1e-2 for normalized nets (the papers), 1e-3 plain, 1e-4 SIREN, 5e-3 WIRE."""
     schedule: Literal["constant", "cosine", "exp"] = "constant"
     """Learning-rate schedule."""
     min_lr_ratio: float = 0.01
-    """Final learning rate as a fraction of the initial one (cosine/exp schedules)."""
+    """Final/initial learning rate for cosine and exp schedules, in (0, 1]."""
     log_every: int = 10
-    """Record the training curve every this many steps."""
+    """Training-curve resolution in steps (>= 1)."""
     chunk: int = 65536
     """Points per forward pass when evaluating."""
     recalib_batches: int = 8
     """Training-sized batches used to recalibrate running statistics (mini-batch signals)."""
-    seed: int = 0
-    """Seed for the network initialisation."""
+    seed: tyro.conf.Suppress[int] = 0
+    """Seed of the mini-batch draws and the recalibration batches (the task configs set it to the run's --seed)."""
     device: str = "cpu"
-    """Torch device."""
+    """Torch device: cpu, cuda, cuda:<i> or mps; refused with the list of available ones when absent."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -148,12 +153,9 @@ class TrainConfig:
         check_device(self.device)
 
 
-def default_lr(method: str) -> float:
-    """The learning rate the papers (and the authors' code) use for each kind of network."""
-    head, norm = parse_method(method)
-    if norm != "none":
-        return 1e-2
-    return {"siren": 1e-4, "wire": 5e-3}.get(head, 1e-3)
+StepCallback = Callable[[int, Tensor, float], None]
+"""``callback(step, pred, loss)`` of :func:`fit`: ``step`` updates applied so far, the detached train-mode output of
+those parameters and its loss."""
 
 
 @dataclass
@@ -196,8 +198,22 @@ def _lr_lambda(cfg: TrainConfig):
     return factor
 
 
-def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str = "fit") -> FitResult:
-    """Train ``net`` on ``signal`` full-batch for ``cfg.steps`` steps and evaluate it honestly."""
+def fit(
+    net: nn.Module,
+    signal: Signal,
+    cfg: TrainConfig,
+    lr: float,
+    label: str = "fit",
+    callback: StepCallback | None = None,
+) -> FitResult:
+    """Train ``net`` on ``signal`` for ``cfg.steps`` steps and evaluate it honestly.
+
+    ``callback(step, pred, loss)``, when given, sees every state of the parameters: for ``step`` = 0 ..
+    ``cfg.steps - 1`` it runs after the backward pass and before that step's update, with the step's train-mode
+    output (at the step's training points: all coordinates for a full-batch signal), so it may inspect ``net`` at
+    exactly the parameters of ``pred``; after the last update it runs once more with ``step = cfg.steps`` and the
+    train-mode output at all coordinates (no gradients). ``pred`` is detached; ``loss`` is a float.
+    """
     cfg.check()  # the fields may have been changed after construction
     if not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"--lr must be a positive number, got {lr}")
@@ -224,6 +240,8 @@ def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str 
                 raise FloatingPointError(f"{label}: loss became {loss.item()} at step {step}; try a smaller --lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if callback is not None:
+                callback(step, pred.detach(), float(loss.detach()))
             opt.step()
             sched.step()
             metric = signal.quick_metric(pred.detach(), loss.detach(), idx)
@@ -234,6 +252,10 @@ def fit(net: nn.Module, signal: Signal, cfg: TrainConfig, lr: float, label: str 
                 result.curve_metric.append(metric)
                 result.curve_loss.append(float(loss.item()))
             advance(metric)
+    if callback is not None:
+        with torch.no_grad():
+            pred = net(coords)
+            callback(cfg.steps, pred, float(signal.loss(pred)))
     result.seconds = time.perf_counter() - start
     result.steps = cfg.steps
     eval_coords = signal_eval_coords(signal).to(device)
@@ -260,28 +282,21 @@ def _recalibration_batches(coords: Tensor, batch: int | None, count: int, gen: t
 
 
 class _progress:
-    """A rich progress bar that shows the running metric; a no-op when disabled."""
+    """The package's progress bar (:func:`norm_nerf.utils.console.progress`) with the running metric."""
 
     def __init__(self, enabled: bool, label: str, total: int, metric: str) -> None:
         self.enabled, self.label, self.total, self.metric = enabled, label, total, metric
 
-    def __enter__(self):
-        if not self.enabled:
-            return lambda metric: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[m]}"),
-            TimeRemainingColumn(), transient=False,
-        )  # fmt: skip
+    def __enter__(self) -> Callable[[float], None]:
+        self._bar = progress(TextColumn("{task.fields[m]}"), enabled=self.enabled)
         self._bar.__enter__()
         task = self._bar.add_task(self.label, total=self.total, m="")
 
         def advance(metric: float) -> None:
-            self._bar.update(task, advance=1, m=f"train-mode {self.metric} {metric:7.3f}")
+            if self.enabled:
+                self._bar.update(task, advance=1, m=f"train-mode {self.metric} {metric:7.3f}")
 
         return advance
 
     def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)
+        self._bar.__exit__(*exc)

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from norm_nerf.utils.cpu_memory import retain_freed_memory
+
 
 def run_cli(main: Callable[[], Any]) -> None:
     """Run ``main``; known user errors (bad files, names, values) exit with status 2 and a message.
@@ -13,8 +15,6 @@ def run_cli(main: Callable[[], Any]) -> None:
     Freed CPU memory is kept for reuse (:func:`norm_nerf.utils.cpu_memory.retain_freed_memory`): training reallocates
     the same large activations every step.
     """
-    from norm_nerf.utils.cpu_memory import retain_freed_memory
-
     retain_freed_memory()
     try:
         main()

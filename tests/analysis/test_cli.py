@@ -1,6 +1,6 @@
 """The analysis CLI configs."""
 
-from norm_nerf.analysis.cli import FreqConfig, NtkConfig
+from norm_nerf.analysis.run import FreqConfig, NtkConfig
 
 
 def test_method_lists_take_commas_and_spaces() -> None:

@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 
-from norm_nerf.analysis.cli import FreqConfig, NtkConfig, main, run_freq, run_ntk
 from norm_nerf.analysis.freq import (
     SINE_FREQUENCIES,
     band_edges,
@@ -18,6 +17,7 @@ from norm_nerf.analysis.freq import (
     train_full_batch,
     uniform_grid,
 )
+from norm_nerf.analysis.run import FreqConfig, NtkConfig, main, run_freq, run_ntk
 from norm_nerf.core import build_network
 
 

@@ -21,10 +21,11 @@ def _main(monkeypatch, *argv: str) -> None:
 def test_every_field_has_a_help_line(config) -> None:
     import inspect
 
-    source = inspect.getsource(config)
     for f in dataclasses.fields(config):
+        owner = next(c for c in config.__mro__ if f.name in vars(c).get("__annotations__", {}))  # inherited fields too
+        source = inspect.getsource(owner)
         after = source.split(f"\n    {f.name}:", 1)[1].split("\n", 2)[1].strip()
-        assert after.startswith('"""'), f"{config.__name__}.{f.name} has no docstring line"
+        assert after.startswith('"""'), f"{owner.__name__}.{f.name} has no docstring line"
 
 
 def test_both_subcommands_write_scenes(monkeypatch, tmp_path) -> None:

@@ -72,13 +72,13 @@ def test_nifti_checks(tmp_path) -> None:
 
 
 def test_run_ct_and_mri_end_to_end(tmp_path) -> None:
-    ct = CTTaskConfig(size=16, angles=6, method="pe+cn", depth=2, width=16, steps=4, out=tmp_path / "ct")
-    ct.progress = False
+    ct = CTTaskConfig().replace(size=16, angles=6, method="pe+cn", depth=2, width=16, steps=4, out=tmp_path / "ct")
+    ct.train.progress = False
     s = run_ct(ct)
     assert {"psnr", "ssim", "projection_psnr", "angles"} <= set(s)
     assert (tmp_path / "ct" / "reconstruction.png").is_file()
-    mri = MRITaskConfig(size=8, method="relu+bn", depth=2, width=16, steps=4, out=tmp_path / "mri")
-    mri.progress = False
+    mri = MRITaskConfig().replace(size=8, method="relu+bn", depth=2, width=16, steps=4, out=tmp_path / "mri")
+    mri.train.progress = False
     s = run_mri(mri)
     saved = json.loads((tmp_path / "mri" / "metrics.json").read_text())
     assert saved["psnr"] == s["psnr"] and "zero_filled_psnr" in saved

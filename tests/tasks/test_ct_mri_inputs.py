@@ -28,7 +28,9 @@ def test_ct_non_square_image_is_cropped_with_a_notice(tmp_path, capsys) -> None:
     img = load_ct_image(path, 16, notes=notes)
     assert img.shape == (16, 16)  # --size is the side of the (cropped) square
     assert any("non-square image 40x20 centre-cropped to 20x20" in n for n in notes)
-    cfg = CTTaskConfig(image=path, size=16, angles=4, depth=1, width=8, steps=2, out=tmp_path / "ct", progress=False)
+    cfg = CTTaskConfig().replace(
+        image=path, size=16, angles=4, depth=1, width=8, steps=2, out=tmp_path / "ct", progress=False
+    )
     run_ct(cfg)
     assert "notice:" in capsys.readouterr().err
     saved = json.loads((tmp_path / "ct" / "metrics.json").read_text())
@@ -70,7 +72,7 @@ def test_mri_complex_nifti_uses_the_magnitude_with_a_notice(tmp_path, capsys) ->
     lo, hi = mag.min(), np.percentile(mag, 99.9)
     torch.testing.assert_close(vol, torch.from_numpy(np.clip((mag - lo) / (hi - lo), 0, 1)).float())
     assert notes and "magnitude" in notes[0] and str(path) in notes[0]
-    cfg = MRITaskConfig(volume=path, size=8, depth=1, width=8, steps=2, out=tmp_path / "mri", progress=False)
+    cfg = MRITaskConfig().replace(volume=path, size=8, depth=1, width=8, steps=2, out=tmp_path / "mri", progress=False)
     run_mri(cfg)
     assert "magnitude" in capsys.readouterr().err
     saved = json.loads((tmp_path / "mri" / "metrics.json").read_text())

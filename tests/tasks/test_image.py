@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from norm_nerf.tasks.image import ImageError, ImageSignal, load_image, pixel_grid
+from norm_nerf.core.grids import pixel_grid
+from norm_nerf.data.images import ImageError, load_image
+from norm_nerf.tasks.image import ImageSignal
 from norm_nerf.tasks.run import ImageTaskConfig, run_image
 from norm_nerf.tasks.trainer import TrainConfig, fit
 
@@ -76,8 +78,10 @@ def test_fit_reports_eval_mode_after_recalibration() -> None:
 def test_run_image_end_to_end(tmp_path) -> None:
     rgb = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
     path = _png(tmp_path / "x.png", rgb)
-    cfg = ImageTaskConfig(image=path, resize=None, method="relu+cn", depth=2, width=8, steps=5, out=tmp_path / "o")
-    cfg.progress = False
+    cfg = ImageTaskConfig().replace(
+        image=path, resize=None, method="relu+cn", depth=2, width=8, steps=5, out=tmp_path / "o"
+    )
+    cfg.train.progress = False
     summary = run_image(cfg)
     files = {p.name for p in (tmp_path / "o").iterdir()}
     assert {"metrics.json", "reconstruction.png", "spectrum.png", "curve.png", "model.pt"} <= files
@@ -96,8 +100,10 @@ def test_run_image_folder_averages(tmp_path) -> None:
     folder.mkdir()
     for i in range(2):
         _png(folder / f"{i}.png", (np.random.default_rng(i).random((8, 8, 3)) * 255).astype(np.uint8))
-    cfg = ImageTaskConfig(image=folder, resize=None, method="pe", depth=1, width=8, steps=3, out=tmp_path / "o")
-    cfg.progress = False
+    cfg = ImageTaskConfig().replace(
+        image=folder, resize=None, method="pe", depth=1, width=8, steps=3, out=tmp_path / "o"
+    )
+    cfg.train.progress = False
     summary = run_image(cfg)
     per = summary["per_image"]
     assert summary["images"] == 2
@@ -106,6 +112,53 @@ def test_run_image_folder_averages(tmp_path) -> None:
 
 def test_zero_steps_and_bad_method_are_clear(tmp_path) -> None:
     with pytest.raises(ValueError, match="--steps must be >= 1"):
-        run_image(ImageTaskConfig(steps=0, out=tmp_path / "a"))
+        run_image(ImageTaskConfig().replace(steps=0, out=tmp_path / "a"))
     with pytest.raises(ValueError, match="unknown norm 'xx'; valid norms are"):
-        run_image(ImageTaskConfig(method="relu+xx", out=tmp_path / "b"))
+        run_image(ImageTaskConfig().replace(method="relu+xx", out=tmp_path / "b"))
+
+
+def test_folder_mean_caps_an_exact_match_at_the_stated_psnr(tmp_path, monkeypatch) -> None:
+    """An exact match has infinite PSNR; capped per image (as norm-eval-blender does), the folder mean stays finite."""
+    import math
+
+    from norm_nerf.eval.blender_eval import PSNR_CAP_DB
+    from norm_nerf.tasks import run
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("exact", "other"):
+        _png(folder / f"{name}.png", (np.random.default_rng(3).random((8, 8, 3)) * 255).astype(np.uint8))
+    real = run.fit_signal
+
+    def exact_match_for_one(cfg, signal, in_dim, out_dim, label):
+        net, result = real(cfg, signal, in_dim, out_dim, label)
+        if "exact" in label:  # as if the network reproduced the image: MSE 0
+            result.metrics["psnr"] = result.train_mode_metrics["psnr"] = result.best_train_mode_metric = math.inf
+        return net, result
+
+    monkeypatch.setattr(run, "fit_signal", exact_match_for_one)
+    cfg = ImageTaskConfig().replace(image=folder, resize=None, method="relu", depth=1, width=4, steps=2)
+    cfg.out, cfg.train.progress = tmp_path / "o", False
+    summary = run_image(cfg)
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    exact, other = saved["per_image"]["exact.png"], saved["per_image"]["other.png"]
+    assert exact["psnr"] == exact["psnr_best_train_mode"] == PSNR_CAP_DB == saved["psnr_cap_db"] == 100.0
+    assert exact["psnr_capped"] == 1 and other["psnr_capped"] == 0 and saved["psnr_capped"] == 1
+    assert saved["psnr"] == pytest.approx((PSNR_CAP_DB + other["psnr"]) / 2) == summary["psnr"]
+    assert "capped at psnr_cap_db" in saved["means"] and "arithmetic mean" in saved["means"]
+
+
+def test_image_demo_is_made_of_task_runs(tmp_path) -> None:
+    """norm-demo image runs norm-inr image per method (runs/<method>/metrics.json) and compares their summaries."""
+    from norm_nerf.scripts.demo import ImageDemoConfig, run_image_demo
+
+    cfg = ImageDemoConfig(methods=("relu", "pe+cn"), size=16, depth=1, width=4, steps=2, progress=False)
+    cfg.out = tmp_path / "demo"
+    summary = run_image_demo(cfg)
+    saved = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert saved["results"].keys() == {"relu", "pe+cn"} and saved["size"] == [16, 16, 3]
+    for method, folder in (("relu", "relu"), ("pe+cn", "pe_cn")):
+        run = json.loads((tmp_path / "demo" / "runs" / folder / "metrics.json").read_text())
+        assert run["psnr"] == saved["results"][method]["psnr"] == summary["results"][method]["psnr"]
+        assert run["config"]["network"]["method"] == method and run["config"]["train"]["steps"] == 2
+    assert (tmp_path / "demo" / "reconstructions.png").is_file() and (tmp_path / "demo" / "recon_pe_cn.png").is_file()

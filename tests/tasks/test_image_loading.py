@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from norm_nerf.data.image_files import pil_array, read_image
+from norm_nerf.data.images import ImageError, load_image, pil_array, read_image
 from norm_nerf.eval.blender_eval import load_image as load_eval_image
-from norm_nerf.tasks.image import ImageError, load_image
 from norm_nerf.tasks.run import ImageTaskConfig, image_output_names, run_image
 
 RNG = np.random.default_rng(0)
@@ -130,7 +129,9 @@ def test_tiny_images_are_refused_naming_the_file(tmp_path) -> None:
     Image.fromarray(_rgb(4, 40)).save(tmp_path / "wide.png")
     with pytest.raises(ImageError, match=r"wide.png: image is 10x1 pixels after --resize 10 \(from 40x4\)"):
         load_image(tmp_path / "wide.png", resize=10)
-    cfg = ImageTaskConfig(image=tmp_path / "line.png", steps=1, depth=1, width=4, out=tmp_path / "o", progress=False)
+    cfg = ImageTaskConfig().replace(
+        image=tmp_path / "line.png", steps=1, depth=1, width=4, out=tmp_path / "o", progress=False
+    )
     with pytest.raises(ImageError, match="line.png"):
         run_image(cfg)
 
@@ -151,8 +152,10 @@ def test_same_stem_images_get_distinct_output_folders(tmp_path) -> None:
     Image.fromarray(_rgb(8, 8)).save(folder / "a.png")
     Image.fromarray(_rgb(8, 8)).save(folder / "a.jpg")
     Image.fromarray(_rgb(8, 8)).save(folder / "c.png")
-    cfg = ImageTaskConfig(image=folder, resize=None, method="relu", depth=1, width=4, steps=2, out=tmp_path / "o")
-    cfg.progress = False
+    cfg = ImageTaskConfig().replace(
+        image=folder, resize=None, method="relu", depth=1, width=4, steps=2, out=tmp_path / "o"
+    )
+    cfg.train.progress = False
     summary = run_image(cfg)
     assert summary["images"] == 3
     outs = {name: r["out"] for name, r in summary["per_image"].items()}

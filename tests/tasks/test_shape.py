@@ -8,7 +8,7 @@ import torch
 import trimesh
 
 from norm_nerf.tasks.run import ShapeTaskConfig, run_shape
-from norm_nerf.tasks.shape import MeshError, grid_axes, iou, load_mesh, occupancy
+from norm_nerf.tasks.shape import MeshError, grid_axes, iou, load_shape, occupancy
 
 
 def _analytic(axes, fn):
@@ -36,7 +36,7 @@ def test_open_mesh_warns_and_still_labels(tmp_path) -> None:
     path = tmp_path / "open.obj"
     open_box.export(path)
     with pytest.warns(UserWarning, match="not watertight"):
-        v, f = load_mesh(path)
+        v, f = load_shape(path)
     occ = occupancy(v, f, grid_axes(16))
     assert occ.mean() > 0.5  # the normalised box fills most of the cube; the vote absorbs the hole
 
@@ -45,14 +45,14 @@ def test_bad_meshes(tmp_path) -> None:
     points_only = tmp_path / "points.obj"
     points_only.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     with pytest.raises(MeshError, match="points.obj: the file holds no triangle faces"):
-        load_mesh(points_only)
+        load_shape(points_only)
     with pytest.raises(MeshError, match="not found"):
-        load_mesh(tmp_path / "nope.obj")
+        load_shape(tmp_path / "nope.obj")
 
 
 def test_run_shape_end_to_end(tmp_path) -> None:
-    cfg = ShapeTaskConfig(grid=12, batch_size=512, steps=5, export_resolution=16, method="pe+cn", width=32)
-    cfg.out, cfg.progress = tmp_path / "s", False
+    cfg = ShapeTaskConfig().replace(grid=12, batch_size=512, steps=5, export_resolution=16, method="pe+cn", width=32)
+    cfg.out, cfg.train.progress = tmp_path / "s", False
     s = run_shape(cfg)
     assert 0.0 <= s["iou"] <= 1.0 and "iou_best_train_mode" in s
     assert (tmp_path / "s" / "surface.ply").is_file() and (tmp_path / "s" / "slices.png").is_file()

@@ -1,7 +1,7 @@
 """The table runner: cells as plain commands, results/markdown/plots, resume without recomputing, no stale cells,
 failures listed and fatal.
 
-Most tests run each cell's own command in this process (``_InProcess``: the real ``norm-inr`` task, a tiny image,
+Most tests run each cell's own command in this process (``_InProcess``: the real task runner, a tiny image,
 3 steps); one slow test runs them as the real subprocesses."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import pytest
 import tyro
 from PIL import Image
 
-from norm_nerf.tasks import table
+from norm_nerf.tasks import run, table
 from norm_nerf.tasks.table import CellsFailedError, TableConfig, build_cells, markdown_table, parse_net, run_table
 
 
 class _InProcess:
-    """Stands in for ``subprocess`` in the table module: runs a cell's ``norm-inr`` command in this process; the
+    """Stands in for ``subprocess`` in the table module: runs a cell's command in this process; the
     methods in ``fail`` exit 2 with an error line in the cell's log, as a failing cell does."""
 
     STDOUT = subprocess.STDOUT
@@ -29,15 +29,14 @@ class _InProcess:
         self.fail, self.ran = fail, []
 
     def run(self, cmd, stdout, stderr, env, check):
-        from norm_nerf.scripts.inr import Command, main
-
+        assert cmd[1:3] == ["-m", "norm_nerf.tasks"]  # the tasks' own runner, not a CLI of the layer above
         args = cmd[3:]
         self.ran.append(args)
         method = args[args.index("--method") + 1]
         if method in self.fail:
             stdout.write("Traceback (most recent call last):\n  ...\nerror: boom in " + method + "\n")
             return subprocess.CompletedProcess(cmd, 2)
-        main(tyro.cli(Command, args=args))
+        run.main(args)
         return subprocess.CompletedProcess(cmd, 0)
 
 
@@ -106,7 +105,7 @@ def test_changed_settings_are_refused_naming_the_cell_or_rerun_with_overwrite(tm
     assert metrics.read_text() == before and (out / "commands.txt").read_text() == commands  # nothing replaced
     assert len(runner.ran) == 1
     results = run_table(_cfg(tiny_image, out, methods=("relu",), steps=4, overwrite=True))
-    assert len(runner.ran) == 2 and json.loads(metrics.read_text())["config"]["steps"] == 4
+    assert len(runner.ran) == 2 and json.loads(metrics.read_text())["config"]["train"]["steps"] == 4
     assert "--steps 4" in (out / "commands.txt").read_text() and results["nets"]["1x8"]["relu"]["inputs"] == 1
 
 

@@ -1,9 +1,10 @@
-"""CLIs of the spectral-bias analysis: ``ntk`` (NTK eigen-spectra) and ``freq`` (frequency-resolved error).
+"""The spectral-bias analyses' configs and runners: ``ntk`` (NTK eigen-spectra) and ``freq`` (frequency-resolved
+error), as ``norm-inr ntk`` / ``norm-inr freq`` run them; each writes JSON and a figure into its output folder.
 
 Stand-alone use::
 
-    python -m norm_nerf.analysis.cli ntk --points 256 --width 64
-    python -m norm_nerf.analysis.cli freq --signal image --steps 200
+    python -m norm_nerf.analysis ntk --points 256 --width 64
+    python -m norm_nerf.analysis freq --signal image --steps 200
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+import tyro
 from torch import Tensor
 
 from norm_nerf.analysis.freq import (
@@ -38,17 +40,18 @@ from norm_nerf.analysis.ntk import (
     spectrum_summary,
 )
 from norm_nerf.core import build_network, count_parameters, default_lr, parse_method
+from norm_nerf.data.images import load_image
 from norm_nerf.utils.cli import run_cli, split_commas
-from norm_nerf.utils.console import CONSOLE, progress
+from norm_nerf.utils.console import CONSOLE, print_table, progress
 from norm_nerf.utils.jsonio import write_json
-from norm_nerf.utils.outputs import prepare_output_dir
+from norm_nerf.utils.outputs import OutputOptions
 
 DEFAULT_METHODS = ("relu", "relu+bn", "relu+ln", "relu+gn", "relu+cn", "pe", "pe+cn")
 """Plain ReLU and PE networks with and without each normalization, as in the papers' NTK figure."""
 
 
 @dataclass
-class AnalysisConfig:
+class AnalysisConfig(OutputOptions):
     """Fields shared by the analysis commands."""
 
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -59,10 +62,6 @@ class AnalysisConfig:
     """Hidden features per layer."""
     seed: int = 0
     """Seed of the network initialisation (the same for every method)."""
-    out: Path | None = None
-    """Output folder (default: outputs/<command>/<time>)."""
-    overwrite: bool = False
-    """Allow writing into a non-empty --out folder."""
     device: str = "cpu"
     """Torch device, e.g. cpu or cuda."""
     progress: bool = True
@@ -75,6 +74,8 @@ class AnalysisConfig:
 @dataclass
 class NtkConfig(AnalysisConfig):
     """Empirical NTK eigenvalues of plain and normalized networks (train-mode batch coupling)."""
+
+    output_root = Path("outputs/ntk")
 
     points: int = 1024
     """Number of points P (the NTK is P x P); for --dim 2 a perfect square (sqrt(P) x sqrt(P) grid)."""
@@ -91,6 +92,8 @@ class NtkConfig(AnalysisConfig):
 @dataclass
 class FreqConfig(AnalysisConfig):
     """Relative error per Fourier band of the target while training (full batch, Adam, default lr per method)."""
+
+    output_root = Path("outputs/freq")
 
     steps: int = 300
     """Training steps (full batch)."""
@@ -112,7 +115,6 @@ class FreqConfig(AnalysisConfig):
 
 
 def _check_common(cfg: AnalysisConfig) -> None:
-
     if not cfg.methods:
         raise ValueError("--methods is empty; name at least one method, e.g. relu pe+cn")
     for method in cfg.methods:
@@ -159,7 +161,6 @@ def check_freq_config(cfg: FreqConfig) -> None:
 
 
 def _build(method: str, cfg: AnalysisConfig, in_dim: int, out_dim: int) -> torch.nn.Module:
-
     return build_network(method, in_dim, out_dim, cfg.depth, cfg.width, seed=cfg.seed).to(cfg.device)
 
 
@@ -183,17 +184,6 @@ def _peak_rss_mb() -> float | None:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col, justify="right")
-    for row in rows:
-        table.add_row(*row)
-    CONSOLE.print(table)
-
-
 # ---------------------------------------------------------------------------------------------- ntk
 
 
@@ -215,7 +205,6 @@ def _measure(net: torch.nn.Module, x: Tensor, chunk: int) -> tuple[Tensor, dict[
 
 
 def _ntk_method(method: str, cfg: NtkConfig, signal: GridSignal, add_bar) -> tuple[Tensor, dict[str, Any]]:
-
     start = time.perf_counter()
     net = _build(method, cfg, cfg.dim, 1)
     x, y = signal.coords.to(cfg.device), signal.flat.to(cfg.device)
@@ -232,7 +221,7 @@ def _ntk_method(method: str, cfg: NtkConfig, signal: GridSignal, add_bar) -> tup
             advance()
 
         record["lr"] = default_lr(method)
-        train_full_batch(net, x, y, cfg.steps, record["lr"], on_step)
+        train_full_batch(net, x, y, cfg.steps, record["lr"], on_step, label=method)
         record["training"] = history
     record["seconds"] = round(time.perf_counter() - start, 2)
     record["eigenvalues_init"] = eig.tolist()
@@ -241,11 +230,10 @@ def _ntk_method(method: str, cfg: NtkConfig, signal: GridSignal, add_bar) -> tup
 
 def run_ntk(cfg: NtkConfig) -> dict[str, Any]:
     """Compute the NTK spectra of all methods; writes ``ntk.json`` and ``ntk_eigenvalues.png``; returns the JSON."""
-
     check_ntk_config(cfg)
-    out = prepare_output_dir(cfg.out, Path("outputs/ntk"), cfg.overwrite)
+    out = cfg.prepare_output()
     signal = _ntk_signal(cfg)
-    print(f"NTK of {cfg.depth}x{cfg.width} networks at {cfg.points} points ({cfg.dim}-D): {COUPLING_NOTE}")
+    CONSOLE.print(f"NTK of {cfg.depth}x{cfg.width} networks at {cfg.points} points ({cfg.dim}-D): {COUPLING_NOTE}")
     start = time.perf_counter()
     spectra, methods = {}, {}
     with _progress(cfg.progress) as add_bar:
@@ -271,7 +259,7 @@ def run_ntk(cfg: NtkConfig) -> dict[str, Any]:
     title += "; dashed: median"
     plot_eigenvalue_histograms(spectra, out / "ntk_eigenvalues.png", title)
     _print_ntk_table(cfg, methods)
-    print(f"Results written to {out.resolve()} (ntk.json, ntk_eigenvalues.png)")
+    CONSOLE.print(f"Results written to {out.resolve()} (ntk.json, ntk_eigenvalues.png)")
     return result
 
 
@@ -285,7 +273,7 @@ def _print_ntk_table(cfg: NtkConfig, methods: dict[str, dict[str, Any]]) -> None
         ]
         for m, r in methods.items()
     ]  # fmt: skip
-    _print_table(f"NTK at init, {cfg.depth}x{cfg.width}, P={cfg.points} (train-mode batch coupling)", columns, rows)
+    print_table(f"NTK at init, {cfg.depth}x{cfg.width}, P={cfg.points} (train-mode batch coupling)", columns, rows)
 
 
 # ---------------------------------------------------------------------------------------------- freq
@@ -296,9 +284,8 @@ def _freq_signal(cfg: FreqConfig) -> GridSignal:
         return sine_signal(cfg.points)
     if cfg.image is None:
         return image_signal(camera_image(cfg.size), f"scikit-image camera, {cfg.size}x{cfg.size}")
-    from norm_nerf.tasks.image import load_image
-
-    return image_signal(load_image(cfg.image, resize=cfg.size), f"{cfg.image} resized to {cfg.size}")
+    image = load_image(cfg.image, resize=cfg.size, resize_flag="--size")
+    return image_signal(image, f"{cfg.image} resized to {cfg.size}")
 
 
 def _first_below(steps: list[int], errors: Tensor, level: float) -> list[int | None]:
@@ -311,7 +298,6 @@ def _first_below(steps: list[int], errors: Tensor, level: float) -> list[int | N
 
 
 def _freq_method(method: str, cfg: FreqConfig, signal: GridSignal, edges: Tensor, add_bar) -> dict[str, Any]:
-
     start = time.perf_counter()
     net = _build(method, cfg, signal.coords.shape[1], signal.values.shape[-1])
     x, y = signal.coords.to(cfg.device), signal.flat.to(cfg.device)
@@ -327,7 +313,7 @@ def _freq_method(method: str, cfg: FreqConfig, signal: GridSignal, edges: Tensor
         advance()
 
     lr = default_lr(method)
-    train_full_batch(net, x, y, cfg.steps, lr, on_step)
+    train_full_batch(net, x, y, cfg.steps, lr, on_step, label=method)
     err = torch.stack(errors)
     return {
         "params": count_parameters(net),
@@ -343,10 +329,9 @@ def _freq_method(method: str, cfg: FreqConfig, signal: GridSignal, edges: Tensor
 
 def run_freq(cfg: FreqConfig) -> dict[str, Any]:
     """Train every method and record the per-band error; writes ``freq.json`` and ``freq_error.png``."""
-
     check_freq_config(cfg)
     signal = _freq_signal(cfg)
-    out = prepare_output_dir(cfg.out, Path("outputs/freq"), cfg.overwrite)
+    out = cfg.prepare_output()
     edges = band_edges(signal.values, cfg.num_bands)
     methods = {}
     with _progress(cfg.progress) as add_bar:
@@ -368,31 +353,26 @@ def run_freq(cfg: FreqConfig) -> dict[str, Any]:
     plot_band_errors(curves, edges, out / "freq_error.png", f"relative error per frequency band: {signal.name}")
     columns = ["method", *[f"band {i}" for i in range(cfg.num_bands)], "s"]
     rows = [[m, *[f"{e:.3f}" for e in r["final_band_error"]], f"{r['seconds']:.1f}"] for m, r in methods.items()]
-    _print_table(f"final relative error per band, {cfg.depth}x{cfg.width}, {cfg.steps} steps", columns, rows)
-    print(f"Results written to {out.resolve()} (freq.json, freq_error.png)")
+    print_table(f"final relative error per band, {cfg.depth}x{cfg.width}, {cfg.steps} steps", columns, rows)
+    CONSOLE.print(f"Results written to {out.resolve()} (freq.json, freq_error.png)")
     return result
 
 
 # ---------------------------------------------------------------------------------------------- entry point
 
 
+AnalysisCommand = (
+    Annotated[NtkConfig, tyro.conf.subcommand("ntk", prefix_name=False)]
+    | Annotated[FreqConfig, tyro.conf.subcommand("freq", prefix_name=False)]
+)
+"""``ntk <flags>`` or ``freq <flags>`` (``norm-inr`` offers the same subcommands)."""
+
+
+def run_analysis(cfg: NtkConfig | FreqConfig) -> dict[str, Any]:
+    """Run the analysis ``cfg`` configures; returns the JSON it wrote."""
+    return run_ntk(cfg) if isinstance(cfg, NtkConfig) else run_freq(cfg)
+
+
 def main() -> None:
-    """``python -m norm_nerf.analysis.cli {ntk,freq} ...``."""
-    from typing import Annotated
-
-    import tyro
-
-    Command = (
-        Annotated[NtkConfig, tyro.conf.subcommand("ntk", prefix_name=False)]
-        | Annotated[FreqConfig, tyro.conf.subcommand("freq", prefix_name=False)]
-    )
-
-    def _run() -> None:
-        cfg = tyro.cli(Command)  # type: ignore[arg-type]
-        run_ntk(cfg) if isinstance(cfg, NtkConfig) else run_freq(cfg)
-
-    run_cli(_run)
-
-
-if __name__ == "__main__":
-    main()
+    """``python -m norm_nerf.analysis {ntk,freq} ...``; user errors exit 2 with one line."""
+    run_cli(lambda: run_analysis(tyro.cli(AnalysisCommand)))  # type: ignore[call-overload]

@@ -1,4 +1,6 @@
-"""Image files as float arrays in [0, 1], by stated rules (shared by the image/CT tasks and norm-eval-blender).
+"""Image files: which files are images, how they become floats in [0, 1], resizing, the bundled pictures.
+
+The one image reader of the package (the image and CT tasks, the analysis, ``norm-eval-blender``).
 
 How files become floats (:func:`read_image`):
 
@@ -12,6 +14,9 @@ How files become floats (:func:`read_image`):
   which only CT does, where intensities are arbitrary (``norm-inr ct`` says so in a notice);
 * NaN or infinite pixels, and images with a side shorter than :data:`MIN_IMAGE_SIDE`, are refused;
 * TIFFs that Pillow cannot open (multi-channel float, float64) are read with tifffile when it is installed.
+
+:func:`load_image` then composites alpha on white (the NeRF-synthetic convention), converts to gray or RGB and
+area-downsamples.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from jaxtyping import Float
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+"""File suffixes (any case) taken as images when a folder is listed: the formats :func:`read_image` decodes."""
 
 MIN_IMAGE_SIDE = 3
 """Smallest accepted image side in pixels: SSIM's smallest window spans 3 pixels."""
@@ -153,3 +163,84 @@ def check_image_size(height: int, width: int, path: Path | str, after: str = "")
             f"{path}: image is {width}x{height} pixels{after}; every side must be at least {MIN_IMAGE_SIDE} pixels "
             "(the smallest SSIM window)"
         )
+
+
+def list_images(folder: Path | str) -> list[Path]:
+    """The image files of ``folder`` (by :data:`IMAGE_SUFFIXES`, any case), sorted by name; empty when none."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image(
+    path: str | Path,
+    resize: int | None = None,
+    gray: bool = False,
+    out_of_range: OutOfRange = "refuse",
+    notes: list[str] | None = None,
+    resize_flag: str = "--resize",
+    rgb: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Float[Tensor, "h w c"]:
+    """Read an image as floats in [0, 1] with shape (H, W, C), C = 3 (RGB) or 1 (gray).
+
+    Values follow :func:`read_image` (palette and CMYK become RGB, integers are divided by their type's maximum,
+    float images outside [0, 1] are refused unless ``out_of_range="minmax"``); an alpha channel is composited onto
+    white (the NeRF-synthetic convention). ``gray`` converts RGB to gray (ITU-R 601 luma), ``rgb`` repeats a gray
+    image into three channels. ``resize`` sets the longer side (aspect kept) and may not exceed it; ``resize_flag``
+    names the option in messages. Values are computed in float64 when ``dtype`` is ``torch.float64``, else float32.
+    """
+    path = Path(path)
+    if resize is not None and resize < 1:
+        raise ImageError(f"{path}: {resize_flag} must be >= 1, got {resize}")
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    data = read_image(path, out_of_range, notes, dtype=np_dtype)
+    height, width = data.shape[:2]
+    if resize is not None and resize > max(height, width):
+        raise ImageError(
+            f"{path}: {resize_flag} {resize} is larger than the image ({width}x{height}); "
+            "upsampling would only add interpolated pixels"
+        )
+    if data.shape[-1] in (2, 4):  # gray+alpha or RGBA: composite onto white
+        color, alpha = data[..., :-1], data[..., -1:]
+        data = color * alpha + (1.0 - alpha)
+    if gray and data.shape[-1] == 3:
+        data = data @ np.array([0.299, 0.587, 0.114], dtype=np_dtype)[:, None]
+    if rgb and data.shape[-1] == 1:
+        data = np.repeat(data, 3, axis=-1)
+    tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np_dtype)).to(dtype)
+    if resize is not None and resize != max(height, width):
+        h2, w2 = resized_shape(height, width, resize)
+        check_image_size(h2, w2, path, after=f" after {resize_flag} {resize} (from {width}x{height})")
+        tensor = resize_image(tensor, resize)
+    return tensor
+
+
+def resized_shape(height: int, width: int, longer_side: int) -> tuple[int, int]:
+    """``(height, width)`` after :func:`resize_image` to ``longer_side`` (aspect kept, each side at least 1)."""
+    scale = longer_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_image(img: Float[Tensor, "h w c"], longer_side: int) -> Float[Tensor, "h2 w2 c"]:
+    """Area-average downsampling so the longer side becomes ``longer_side``."""
+    size = resized_shape(img.shape[0], img.shape[1], longer_side)
+    chw = img.permute(2, 0, 1)[None]
+    out = torch.nn.functional.interpolate(chw, size=size, mode="area")
+    return out[0].permute(1, 2, 0).contiguous()
+
+
+BundledImage = Literal["astronaut", "camera"]
+"""Pictures that ship with scikit-image (no download): astronaut (RGB, 512^2) and camera (gray, 512^2)."""
+
+
+def bundled_image(name: BundledImage, size: int | None = None) -> Float[Tensor, "h w c"]:
+    """One of scikit-image's bundled pictures as float32 (H, W, C) in [0, 1], area-downsampled to ``size``.
+
+    ``size`` None (or 0) keeps the full 512 x 512 picture.
+    """
+    import skimage.data
+
+    pixels = getattr(skimage.data, name)()
+    img = torch.from_numpy(pixels).float() / 255.0
+    if img.dim() == 2:
+        img = img[..., None]
+    return resize_image(img, size) if size else img
