@@ -8,15 +8,12 @@ import tyro
 
 from norm_nerf.analysis.run import FreqConfig, NtkConfig, run_analysis
 from norm_nerf.tasks.common import TaskConfig
-from norm_nerf.tasks.run import CTTaskConfig, ImageTaskConfig, MRITaskConfig, ShapeTaskConfig, print_summary, run_task
+from norm_nerf.tasks.run import TaskCommand, print_summary, run_task
 from norm_nerf.tasks.table import TableConfig, run_table
 from norm_nerf.utils.cli import run_cli
 
 Command = (
-    Annotated[ImageTaskConfig, tyro.conf.subcommand("image")]
-    | Annotated[CTTaskConfig, tyro.conf.subcommand("ct")]
-    | Annotated[MRITaskConfig, tyro.conf.subcommand("mri")]
-    | Annotated[ShapeTaskConfig, tyro.conf.subcommand("shape")]
+    TaskCommand  # image, ct, mri, shape: the tasks' own subcommands (python -m norm_nerf.tasks parses the same)
     | Annotated[TableConfig, tyro.conf.subcommand("table")]
     | Annotated[NtkConfig, tyro.conf.subcommand("ntk")]
     | Annotated[FreqConfig, tyro.conf.subcommand("freq")]

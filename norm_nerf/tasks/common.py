@@ -13,7 +13,6 @@ mini-batch draws, the recalibration batches and the MRI sampling mask.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -29,7 +28,18 @@ from norm_nerf.utils.outputs import OutputOptions
 NetworkOptions = Annotated[NetworkConfig, tyro.conf.arg(name=""), tyro.conf.SuppressFixed]
 """The nested network config as ``norm-inr`` shows it: its fields as ``--method``, ``--depth``, ... (no prefix; its
 own nested hash-grid config keeps its prefix, ``--hash-grid.num-levels``)."""
-TrainOptions = Annotated[TrainConfig, tyro.conf.OmitArgPrefixes]
+
+
+@dataclass
+class ParsedTrainConfig(TrainConfig):
+    """A :class:`TrainConfig` as the command line builds it: checked by :func:`check_common` before any work, not on
+    construction, so that a bad value (``--device gpu``) is a one-line error, not one wrapped by the parser."""
+
+    def __post_init__(self) -> None:
+        """No check here; every task runner calls :func:`check_common` first."""
+
+
+TrainOptions = Annotated[TrainConfig, tyro.conf.OmitArgPrefixes, tyro.conf.arg(constructor=ParsedTrainConfig)]
 """The nested training config as ``norm-inr`` shows it: ``--steps``, ``--lr``, ``--schedule``, ... (no prefix)."""
 NESTED = ("network", "train")
 """The nested configs of a task config, in the order their options are looked up by :meth:`TaskConfig.replace`."""
@@ -124,10 +134,7 @@ def check_common(cfg: TaskConfig) -> None:
         raise ConfigError(f"--steps must be >= 1, got {cfg.train.steps}")
     if net.depth < 1 or net.width < 1:
         raise ConfigError(f"--depth and --width must be >= 1, got {net.depth} and {net.width}")
-    lr = cfg.train.lr
-    if lr is not None and not (lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"--lr must be a positive number, got {lr}")
-    cfg.train.check()  # the fields may have been changed after construction
+    cfg.train.check()  # --lr, --schedule/--min-lr-ratio, --log-every, --device (changed since construction?)
     cfg.check_task()
 
 

@@ -83,3 +83,21 @@ def test_metrics_json_writes_non_finite_numbers_as_null(tmp_path) -> None:
         raise AssertionError(f"non-standard JSON token {token}")
 
     assert json.loads(path.read_text(), parse_constant=refuse) == {"psnr": None, "ssim": None, "ok": 1.5}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--device", "gpu"], "error: unknown --device 'gpu'; available here: cpu"),
+        (["--schedule", "cosine", "--min-lr-ratio", "0"], "error: --min-lr-ratio must be in (0, 1]"),
+    ],
+)
+def test_bad_training_flags_are_one_line_errors_before_any_output(tmp_path, monkeypatch, capsys, flags, message):
+    from norm_nerf.scripts.inr import entrypoint
+
+    monkeypatch.setattr("sys.argv", ["norm-inr", "image", *flags, "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as exit_info:
+        entrypoint()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith(message) and "\n" not in err
+    assert not (tmp_path / "o").exists()
