@@ -19,13 +19,20 @@ Every layer's train-mode forward is selected with ``impl``:
 * ``"compiled"``: ``"fast"`` plus, for ``bn``/``gn``/``cn``/``rms`` on float32 CPU tensors, the C++/OpenMP
   kernels of ``norm_nerf/core/csrc`` (:mod:`norm_nerf.core.cpu_kernels`: built once on first use; ``"fast"`` when
   they cannot be built);
-* ``"auto"`` (default): ``"compiled"`` unless the environment sets ``NORM_NERF_COMPILED=0``, then ``"fast"``;
+* ``"triton"``: ``"fast"`` plus, for ``bn``/``gn``/``cn``/``rms`` on float32 CUDA tensors, the Triton kernels of
+  :mod:`norm_nerf.core.triton` (on CPU tensors only under Triton's interpreter, ``TRITON_INTERPRET=1``; ``"fast"``
+  wherever they do not serve);
+* ``"auto"`` (default): ``"triton"`` for CUDA tensors unless the environment sets ``NORM_NERF_TRITON=0``,
+  ``"compiled"`` for CPU tensors unless it sets ``NORM_NERF_COMPILED=0``, else ``"fast"``;
 * ``"reference"``: the plain tensor expressions below, differentiated by autograd.
+
+float16/bfloat16 inputs (and any input under ``torch.autocast``) reach all of them as float32.
 
 All give the same values, gradients and running statistics; eval mode, synchronised (multi-rank) statistics
 and ``torch.func`` transforms (vmap/jacrev, as in the NTK analysis) always use the reference expressions, and a
-double backward (``create_graph=True``) through a fast or compiled layer evaluates its analytic gradient as a
-differentiable expression (:mod:`norm_nerf.core.norm_grads`).
+double backward (``create_graph=True``) through a fast, compiled or triton layer evaluates its analytic gradient as
+a differentiable expression (:mod:`norm_nerf.core.norm_grads`), except for cross norm's compiled and triton paths,
+whose double backward has kernels of its own.
 """
 
 from __future__ import annotations
@@ -48,19 +55,37 @@ from norm_nerf.core.functions import (
     CrossNormFunction,
     RMSNormFunction,
     ScaleShiftNormFunction,
+    TritonCrossNormFunction,
+    TritonRMSNormFunction,
+    TritonScaleShiftNormFunction,
 )
 from norm_nerf.core.functions.autograd import functorch_active
 from norm_nerf.core.moments import mean_var, unbiased_denominator
+from norm_nerf.core.triton import TritonNorms, triton_enabled, triton_kernels_for
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
-NormImpl = Literal["auto", "fast", "reference", "compiled"]
-"""Train-mode forward: auto (C++ kernels where they apply, else fast), fast (eager), reference, compiled."""
+NormImpl = Literal["auto", "fast", "reference", "compiled", "triton"]
+"""Train-mode forward: auto (Triton kernels on CUDA, C++ kernels on the CPU, else fast), fast (eager), reference,
+compiled (C++ kernels), triton (Triton kernels)."""
 NORM_IMPLS: tuple[str, ...] = get_args(NormImpl)
 EPS = 1e-5
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 """Input dtypes that are normalized in float32 and returned in their own dtype."""
+
+
+def select_kernels(impl: str, x: Float[Tensor, "n c"]) -> object | None:
+    """The kernels ``impl`` asks for that serve the flattened input ``x``: the Triton kernels (a
+    :class:`~norm_nerf.core.triton.TritonNorms`), the C++ kernels (``cpu_kernels()``), or None (the eager Functions).
+    See the module docstring for the rules."""
+    if impl == "triton" or (impl == "auto" and x.device.type != "cpu" and triton_enabled()):
+        kernels = triton_kernels_for(x)
+        if kernels is not None or impl == "triton":
+            return kernels
+    if kernels_wanted(impl) and kernel_applies(x):
+        return cpu_kernels()
+    return None
 
 
 def _autocast_active(x: Tensor) -> bool:
@@ -110,12 +135,11 @@ class _AffineNorm(nn.Module):
         raise NotImplementedError
 
     def _kernel_input(self, x: Float[Tensor, "n c"]) -> tuple[object | None, Float[Tensor, "n c"]]:
-        """The C++ kernels when ``impl`` asks for them (``compiled``, or ``auto`` unless disabled) and they serve
-        ``x``, else None; with the kernels, ``x`` made contiguous here, outside their autograd Function, so that
-        autograd records the copy (a double backward needs the input's history)."""
-        if not (kernels_wanted(self.impl) and kernel_applies(x)):
-            return None, x
-        return cpu_kernels(), x.contiguous()
+        """The Triton or C++ kernels that ``impl`` asks for and that serve ``x`` (:func:`select_kernels`), else None;
+        with kernels, ``x`` made contiguous here, outside their autograd Function, so that autograd records the copy
+        (a double backward needs the input's history)."""
+        kernels = select_kernels(self.impl, x)
+        return kernels, (x if kernels is None else x.contiguous())
 
     def forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         """Normalize ``x``; float16/bfloat16 inputs (e.g. from a Linear under ``torch.autocast``) are normalized in
@@ -153,8 +177,10 @@ class RMSNorm(_AffineNorm):
         if self.impl == "reference" or functorch_active():
             return super()._forward(x)
         kernels, x2 = self._kernel_input(self._flatten(x))
-        fn = RMSNormFunction if kernels is None else CompiledRMSNormFunction
-        return fn.apply(x2, self.weight, self.bias, self.eps).reshape(x.shape)
+        if kernels is None:
+            return RMSNormFunction.apply(x2, self.weight, self.bias, self.eps).reshape(x.shape)
+        fn = TritonRMSNormFunction if isinstance(kernels, TritonNorms) else CompiledRMSNormFunction
+        return fn.apply(x2, self.weight, self.bias, self.eps, kernels).reshape(x.shape)
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + self.eps)
@@ -172,7 +198,8 @@ class RunningStatsNorm(_AffineNorm):
         num_slots: independent sets of running statistics, chosen with :func:`stat_slot` (e.g. one per
             render pass when a network sees differently distributed inputs, like Mip-NeRF's coarse and fine
             samples).
-        impl: ``"auto"``, ``"fast"``, ``"reference"`` or ``"compiled"`` train-mode forward (module docstring).
+        impl: ``"auto"``, ``"fast"``, ``"reference"``, ``"compiled"`` or ``"triton"`` train-mode forward (module
+            docstring).
     """
 
     def __init__(
@@ -236,11 +263,18 @@ class RunningStatsNorm(_AffineNorm):
             else:  # a batch size: no host-to-device copy needed
                 buf.mul_(1.0 - factor).add_(factor * value)
 
-    def _next_factor(self) -> float:
-        """Count a training batch in the current slot and return its weight in the running estimates."""
+    def _cumulative(self) -> bool:
+        """Whether the running estimates are plain averages over the batches seen (weight 1 / batches)."""
+        return self.momentum is None or self.recalibrating
+
+    def _next_factor(self) -> float | Tensor:
+        """Count a training batch in the current slot and return its weight in the running estimates: the momentum,
+        or for plain averages ``1 / batches`` as a 0-dim tensor in the statistics' dtype on their device (reading
+        the count on the host would be a device-to-host sync per layer and step)."""
         self.num_batches_tracked[self.slot] += 1
-        if self.momentum is None or self.recalibrating:
-            return 1.0 / float(self.tracked())
+        if self._cumulative():
+            dtype = getattr(self, next(iter(self._init_values))).dtype
+            return torch.reciprocal(self.num_batches_tracked[self.slot].to(dtype))
         return self.momentum
 
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
@@ -257,8 +291,10 @@ class RunningStatsNorm(_AffineNorm):
         self, x: Float[Tensor, "*batch c"], x2: Float[Tensor, "n c"], kernels: object | None, global_stats: bool
     ) -> Float[Tensor, "*batch c"]:
         """Train-mode bn/gn of ``x`` (flattened: ``x2``, from :meth:`_kernel_input` with its ``kernels``) through
-        :class:`ScaleShiftNormFunction`, updating the running mean/variance."""
-        y, mean, var = ScaleShiftNormFunction.apply(x2, self.weight, self.bias, self.eps, global_stats, kernels)
+        :class:`TritonScaleShiftNormFunction` or :class:`ScaleShiftNormFunction`, updating the running
+        mean/variance."""
+        fn = TritonScaleShiftNormFunction if isinstance(kernels, TritonNorms) else ScaleShiftNormFunction
+        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps, global_stats, kernels)
         if self.should_update():
             self._update(running_mean=mean, running_var=var)
         return y.reshape(x.shape)
@@ -311,13 +347,15 @@ class BatchNorm(RunningStatsNorm):
             or (not self.training and not self._checked_untracked)
         ):
             return super()._forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
+        update = self.training and self.should_update()
         if self.training and not functorch_active():
             kernels, x_kernel = self._kernel_input(x2)
-            if kernels is not None:
+            if kernels is not None or (update and self._cumulative()):  # F.batch_norm wants a float momentum
                 return self._scale_shift_forward(x, x_kernel, kernels, global_stats=False)
         # Fused native kernel; identical statistics and running-update rule (lerp by the same factor).
-        update = self.training and self.should_update()
         factor = self._next_factor() if update else 0.0
+        if isinstance(factor, Tensor):  # plain averages inside torch.func transforms: the float costs a sync
+            factor = float(factor)
         use_running = update or not self.training
         y = F.batch_norm(
             x2,
@@ -396,8 +434,11 @@ class CrossNorm(RunningStatsNorm):
         if not self._use_fast_train_path(x2):
             return super()._forward(x)
         kernels, x2 = self._kernel_input(x2)
-        fn = CrossNormFunction if kernels is None else CompiledCrossNormFunction
-        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps)
+        if kernels is None:
+            y, mean, var = CrossNormFunction.apply(x2, self.weight, self.bias, self.eps)
+        else:
+            fn = TritonCrossNormFunction if isinstance(kernels, TritonNorms) else CompiledCrossNormFunction
+            y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps, kernels)
         if self.should_update():
             self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))
         return y.reshape(x.shape)
@@ -437,7 +478,8 @@ def build_norm(kind: str, num_features: int, **opts) -> nn.Module:
     Args:
         kind: one of ``none``, ``bn`` (batch), ``ln`` (layer), ``gn`` (global), ``cn`` (cross), ``rms``.
         num_features: channels C of the input.
-        **opts: ``eps``, ``affine``, ``impl`` (``"auto"`` default, ``"fast"``, ``"reference"``, ``"compiled"``) for all;
+        **opts: ``eps``, ``affine``, ``impl`` (``"auto"`` default, ``"fast"``, ``"reference"``, ``"compiled"``,
+            ``"triton"``) for all;
             ``momentum``, ``sync``, ``update_under_no_grad``, ``num_slots`` for bn/gn/cn (ignored by the others,
             which have no running statistics).
     """

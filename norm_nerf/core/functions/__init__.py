@@ -1,12 +1,14 @@
-"""The norms' train-mode autograd Functions: eager fast paths and their C++ twins (see each module)."""
+"""The norms' train-mode autograd Functions: eager fast paths and their C++ and Triton twins (see each module)."""
 
 from norm_nerf.core.functions.cross_norm import (
     CompiledCrossNormFunction,
     CompiledCrossNormGradFunction,
     CrossNormFunction,
+    TritonCrossNormFunction,
+    TritonCrossNormGradFunction,
 )
-from norm_nerf.core.functions.rms_norm import CompiledRMSNormFunction, RMSNormFunction
-from norm_nerf.core.functions.scale_shift import ScaleShiftNormFunction
+from norm_nerf.core.functions.rms_norm import CompiledRMSNormFunction, RMSNormFunction, TritonRMSNormFunction
+from norm_nerf.core.functions.scale_shift import ScaleShiftNormFunction, TritonScaleShiftNormFunction
 
 __all__ = [
     "CompiledCrossNormFunction",
@@ -15,4 +17,8 @@ __all__ = [
     "CrossNormFunction",
     "RMSNormFunction",
     "ScaleShiftNormFunction",
+    "TritonCrossNormFunction",
+    "TritonCrossNormGradFunction",
+    "TritonRMSNormFunction",
+    "TritonScaleShiftNormFunction",
 ]

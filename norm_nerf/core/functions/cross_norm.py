@@ -4,7 +4,9 @@
 two-pass fallback, in-place buffers, analytic backward). :class:`CompiledCrossNormFunction` is its C++ twin on
 float32 CPU tensors (``csrc/norms.cpp``: two passes forward, two backward, only per-row and per-column vectors
 saved), with :class:`CompiledCrossNormGradFunction` as its differentiable first backward (the double backward of
-an eikonal loss in three passes). Both return ``(y, col_mean, col_var)``; the reference expressions live in
+an eikonal loss in three passes). :class:`TritonCrossNormFunction` and :class:`TritonCrossNormGradFunction` are the
+same Functions over the Triton kernels of :mod:`norm_nerf.core.triton.cross_norm` (float32 CUDA tensors), which take
+the C++ kernels' arguments. All return ``(y, col_mean, col_var)``; the reference expressions live in
 :class:`norm_nerf.core.norms.CrossNorm` and every path is tested against them.
 """
 
@@ -110,7 +112,7 @@ class CompiledCrossNormFunction(torch.autograd.Function):
     """Train-mode cross norm through the C++ kernel; same values, gradients and outputs as ``CrossNormFunction``.
 
     Its backward under ``create_graph=True`` (double backward) is :class:`CompiledCrossNormGradFunction`, whose own
-    backward is a C++ kernel too.
+    backward is a C++ kernel too. ``kernels``: the kernel module (default: ``cpu_kernels()``).
     """
 
     @staticmethod
@@ -120,25 +122,40 @@ class CompiledCrossNormFunction(torch.autograd.Function):
         weight: Tensor | None,
         bias: Tensor | None,
         eps: float,
+        kernels: object | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        kernels = cpu_kernels() if kernels is None else kernels
         x, w, b = kernel_args(x, weight, bias)
-        y, row_mean, row_var, col_mean, col_var = cpu_kernels().cross_norm_forward(x, w, b, eps)
+        y, row_mean, row_var, col_mean, col_var = kernels.cross_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var, weight)
-        ctx.eps = eps
+        ctx.eps, ctx.kernels, ctx.grad_function = eps, kernels, CompiledCrossNormGradFunction
         ctx.mark_non_differentiable(col_mean, col_var)
         return y, col_mean, col_var
 
     @staticmethod
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
         x, w, *stats, weight = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
-            dx, dw, db = CompiledCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps)
+            dx, dw, db = ctx.grad_function.apply(x, weight, grad, *stats, ctx.eps, ctx.kernels)
         else:
-            dx, dw, db = cpu_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, ctx.eps)
+            dx, dw, db = ctx.kernels.cross_norm_backward(grad.contiguous(), x, w, *stats, ctx.eps)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None
+        return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None, None
+
+
+class TritonCrossNormFunction(CompiledCrossNormFunction):
+    """:class:`CompiledCrossNormFunction` over the Triton kernels (``kernels``: a
+    :class:`norm_nerf.core.triton.TritonNorms`); its double backward is :class:`TritonCrossNormGradFunction`."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, kernels: object
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        out = CompiledCrossNormFunction.forward(ctx, x, weight, bias, eps, kernels)
+        ctx.grad_function = TritonCrossNormGradFunction
+        return out
 
 
 class CompiledCrossNormGradFunction(torch.autograd.Function):
@@ -159,6 +176,7 @@ class CompiledCrossNormGradFunction(torch.autograd.Function):
     fresh buffer). Upstream gradients of ``d_weight`` / ``d_bias`` (rare: only a loss on the weight gradients) add
     ``J^T (g v_w)`` to ``dL/dx`` and ``v_w yhat + v_b`` to ``dL/dg``. A third derivative (``create_graph`` in this
     backward) differentiates the analytic expressions of :mod:`norm_nerf.core.norm_grads` instead.
+    ``kernels``: the kernel module (default: ``cpu_kernels()``).
     """
 
     @staticmethod
@@ -172,12 +190,14 @@ class CompiledCrossNormGradFunction(torch.autograd.Function):
         col_mean: Tensor,
         col_var: Tensor,
         eps: float,
+        kernels: object | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        kernels = cpu_kernels() if kernels is None else kernels
         _, w, _ = kernel_args(x, weight, None)
         stats = (row_mean, row_var, col_mean, col_var)
-        dx, dw, db = cpu_kernels().cross_norm_backward(grad.contiguous(), x, w, *stats, eps)
+        dx, dw, db = kernels.cross_norm_backward(grad.contiguous(), x, w, *stats, eps)
         ctx.save_for_backward(x, weight, grad, w, *stats)
-        ctx.eps = eps
+        ctx.eps, ctx.kernels = eps, kernels
         ctx.set_materialize_grads(False)  # upstream gradients of d_weight/d_bias are usually absent: None, not zeros
         return dx, dw, db
 
@@ -187,8 +207,8 @@ class CompiledCrossNormGradFunction(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         x, weight, grad, w, *stats = ctx.saved_tensors
         if torch.is_grad_enabled():
-            return (*_grad_of_grads(x, weight, grad, v, v_w, v_b, eps=ctx.eps), *[None] * 5)
-        kernels, g = cpu_kernels(), grad.detach().contiguous()
+            return (*_grad_of_grads(x, weight, grad, v, v_w, v_b, eps=ctx.eps), *[None] * 6)
+        kernels, g = ctx.kernels, grad.detach().contiguous()
         v = torch.zeros_like(x) if v is None else v.contiguous()
         dx, dg, dw = kernels.cross_norm_double_backward(v, g, x.detach(), w, *stats, ctx.eps)
         if v_w is not None:  # d_weight = colsum(g yhat)
@@ -197,7 +217,12 @@ class CompiledCrossNormGradFunction(torch.autograd.Function):
             dg += kernels.cross_norm_forward(x.detach(), ones, zeros, ctx.eps)[0] * v_w
         if v_b is not None:  # d_bias = colsum(g)
             dg += v_b
-        return dx, (dw if weight is not None else None), dg, *[None] * 5
+        return dx, (dw if weight is not None else None), dg, *[None] * 6
+
+
+class TritonCrossNormGradFunction(CompiledCrossNormGradFunction):
+    """:class:`CompiledCrossNormGradFunction` over the Triton kernels (the double-backward kernels of
+    :mod:`norm_nerf.core.triton.cross_norm`: three passes); a third derivative uses the analytic expressions."""
 
 
 def _grad_of_grads(

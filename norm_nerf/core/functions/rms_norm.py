@@ -1,7 +1,8 @@
 """RMS norm ``x * rsqrt(mean_j x_ij^2 + eps) * weight + bias`` as autograd Functions: the eager fast path
-(:class:`RMSNormFunction`, every device) and its C++ twin on float32 CPU tensors (:class:`CompiledRMSNormFunction`,
-``csrc/norms.cpp``: one pass over each row forward, one backward). The reference expression lives in
-:class:`norm_nerf.core.norms.RMSNorm`.
+(:class:`RMSNormFunction`, every device), its C++ twin on float32 CPU tensors (:class:`CompiledRMSNormFunction`,
+``csrc/norms.cpp``: one pass over each row forward, one backward) and the same over the Triton kernels on float32
+CUDA tensors (:class:`TritonRMSNormFunction`, :mod:`norm_nerf.core.triton.rms_norm`). The reference expression lives
+in :class:`norm_nerf.core.norms.RMSNorm`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class RMSNormFunction(torch.autograd.Function):
 
 
 class CompiledRMSNormFunction(torch.autograd.Function):
-    """Train-mode RMS norm through the C++ kernel (one read of ``x`` forward, one of ``x`` and ``g`` backward)."""
+    """Train-mode RMS norm through the C++ kernel (one read of ``x`` forward, one of ``x`` and ``g`` backward);
+    ``kernels``: the kernel module (default: ``cpu_kernels()``). A double backward differentiates the analytic
+    expressions (:func:`norm_nerf.core.norm_grads.rms_norm_grads`)."""
 
     @staticmethod
     def forward(
@@ -69,18 +72,25 @@ class CompiledRMSNormFunction(torch.autograd.Function):
         weight: Tensor | None,
         bias: Tensor | None,
         eps: float,
+        kernels: object | None = None,
     ) -> Tensor:
+        kernels = cpu_kernels() if kernels is None else kernels
         x, w, b = kernel_args(x, weight, bias)
-        y, inv = cpu_kernels().rms_norm_forward(x, w, b, eps)
+        y, inv = kernels.rms_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, inv)
-        ctx.affine = weight is not None
+        ctx.affine, ctx.kernels = weight is not None, kernels
         grads = functools.partial(rms_norm_grads, eps=eps)
-        remember_grads(ctx, weight, bias, num_inputs=4, grads=grads)
+        remember_grads(ctx, weight, bias, num_inputs=5, grads=grads)
         return y
 
     @staticmethod
     @analytic_double_backward
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None]:
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
         x, w, inv = ctx.saved_tensors
-        dx, dw, db = cpu_kernels().rms_norm_backward(grad.contiguous(), x, w, inv)
-        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None
+        dx, dw, db = ctx.kernels.rms_norm_backward(grad.contiguous(), x, w, inv)
+        return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None, None
+
+
+class TritonRMSNormFunction(CompiledRMSNormFunction):
+    """:class:`CompiledRMSNormFunction` over the Triton kernels (``kernels``: a
+    :class:`norm_nerf.core.triton.TritonNorms`)."""

@@ -1,9 +1,10 @@
-"""Batch norm (per-column statistics) and global norm (one statistic) as one autograd Function.
+"""Batch norm (per-column statistics) and global norm (one statistic) as autograd Functions.
 
-The eager path works on every device; on float32 CPU tensors the caller passes the C++ kernels
-(:func:`norm_nerf.core.cpu_kernels.cpu_kernels`) whose ``column_sums`` and ``scale_add`` primitives replace two
-buffers and fuse the input gradient. The reference expressions live in :class:`norm_nerf.core.norms.BatchNorm` and
-:class:`norm_nerf.core.norms.GlobalNorm`.
+:class:`ScaleShiftNormFunction`: the eager path works on every device; on float32 CPU tensors the caller passes the
+C++ kernels (:func:`norm_nerf.core.cpu_kernels.cpu_kernels`) whose ``column_sums`` and ``scale_add`` primitives
+replace two buffers and fuse the input gradient. :class:`TritonScaleShiftNormFunction`: the Triton kernels of
+:mod:`norm_nerf.core.triton.scale_shift` on float32 CUDA tensors (statistics, forward and input gradient fused). The
+reference expressions live in :class:`norm_nerf.core.norms.BatchNorm` and :class:`norm_nerf.core.norms.GlobalNorm`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from norm_nerf.core.functions.autograd import analytic_double_backward, remember_grads
+from norm_nerf.core.functions.autograd import analytic_double_backward, kernel_args, remember_grads
 from norm_nerf.core.moments import colsum, moments, unbiased_denominator
 from norm_nerf.core.norm_grads import scale_shift_grads
 
@@ -100,10 +101,46 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         if kernels is not None:
             dx = kernels.scale_add(grad, x, *(v.expand(c).contiguous() for v in (r * gamma, a, b)))
         else:
-            if ctx.global_stats:
-                torch.add(b, x, alpha=float(a), out=dx)
-            else:
-                torch.addcmul(b, x, a, out=dx)
+            torch.addcmul(b, x, a, out=dx)  # gn: a and b have shape (1,) and broadcast (no float(a): a device sync)
             dx.addcmul_(grad, r * gamma)
         has_affine = weight is not None
         return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None, None
+
+
+class TritonScaleShiftNormFunction(torch.autograd.Function):
+    """Train-mode batch norm (``global_stats=False``) or global norm through the Triton kernels (``kernels``: a
+    :class:`norm_nerf.core.triton.TritonNorms`); the same values, gradients and outputs as
+    :class:`ScaleShiftNormFunction`. The affine gradients come from the column sums of the backward kernel
+    (``d_weight = r sum g (x - m)``, ``d_bias = sum g``); a double backward differentiates the analytic expressions
+    (:func:`norm_nerf.core.norm_grads.scale_shift_grads`).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        global_stats: bool,
+        kernels: object,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        x, w, b = kernel_args(x, weight, bias)
+        y, mean, var, rstd = kernels.scale_shift_forward(x, w, b, eps, global_stats)
+        ctx.save_for_backward(x, w, mean, rstd)
+        ctx.global_stats, ctx.kernels, ctx.affine = global_stats, kernels, weight is not None
+        grads = functools.partial(scale_shift_grads, eps=eps, global_stats=global_stats)
+        remember_grads(ctx, weight, bias, num_inputs=6, grads=grads)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @analytic_double_backward
+    def backward(
+        ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None, None]:
+        x, w, mean, rstd = ctx.saved_tensors
+        dx, g_sum, g_xc = ctx.kernels.scale_shift_backward(grad.contiguous(), x, w, mean, rstd, ctx.global_stats)
+        if not ctx.affine:
+            return dx, None, None, None, None, None
+        return dx, g_xc * rstd, g_sum, None, None, None

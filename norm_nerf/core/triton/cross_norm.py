@@ -1,0 +1,339 @@
+"""Triton kernels: train-mode cross norm on float32 ``N x C``, forward, backward and double backward.
+
+The same algorithm as the C++ twin (``csrc/norms.cpp``) and the same formulas as
+:class:`norm_nerf.core.functions.cross_norm.CrossNormFunction` (input gradient) and
+:class:`~norm_nerf.core.functions.cross_norm.CompiledCrossNormGradFunction` (double backward); only per-row and
+per-column vectors are saved between passes, and ``r = rsqrt(Var_C_i + Var_N_j + eps)`` is recomputed in every pass
+instead of stored (a multiply-add and a reciprocal square root cost less than writing and reading ``N x C`` floats).
+Differences from the C++ kernels, for accuracy: statistics come from :mod:`norm_nerf.core.triton.moments` (two-pass
+per tile, pairwise folds) and every centred quantity is written as differences from the means,
+``z = ((x - m_j) N + (x - rho_i) C + x) / K`` and ``... - (x - m_j) a_j - (x - rho_i) b_i``, never as a difference
+of large products.
+
+Forward: one reducing pass (row statistics, column partials), one fold, one elementwise pass. Backward: a reducing
+pass (four column sums, two row sums), a sum of the partials, an elementwise pass. Double backward: two reducing
+passes and an elementwise one.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from norm_nerf.core.triton.launch import LaunchConfig, cdiv, empty
+from norm_nerf.core.triton.moments import batch_moments
+
+
+@triton.jit
+def cross_forward_kernel(
+    X, W, B, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, Y,
+    n_rows, n_cols, frac_n, frac_c, inv_k, eps,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """``y = z r w + b`` with ``z = x - mu_ij`` and ``r = rsqrt(rho_var_i + col_var_j + eps)``."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_C)
+    row_ok, col_ok = rows < n_rows, cols < n_cols
+    ok = row_ok[:, None] & col_ok[None, :]
+    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    x = tl.load(X + offs, mask=ok, other=0.0)
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    b = tl.load(B + cols, mask=col_ok, other=0.0)
+    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
+    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
+    rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+    z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
+    r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
+    tl.store(Y + offs, z * r * w[None, :] + b[None, :], mask=ok)
+
+
+@triton.jit
+def cross_backward_sums_kernel(
+    G, X, W, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, ROW_B, ROW_P, PART,
+    n_rows, n_cols, tiles_per_program, frac_n, frac_c, inv_k, eps, row_denominator,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """Column partials ``sum g``, ``sum g yhat``, ``sum g r``, ``sum g z r^3`` (``PART[program, 0..3]``) and per row
+    ``ROW_B = sum_j w g z r^3 / (C-1)`` and ``ROW_P = sum_j w g r``."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_C)
+    col_ok = cols < n_cols
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
+    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    s_g = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_gy = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_gr = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_u = tl.full([BLOCK_C], 0.0, tl.float32)
+    first = pid * tiles_per_program * BLOCK_N
+    for t in range(0, tiles_per_program):
+        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < n_rows
+        ok = row_ok[:, None] & col_ok[None, :]
+        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        x = tl.load(X + offs, mask=ok, other=0.0)
+        g = tl.load(G + offs, mask=ok, other=0.0)
+        rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
+        rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+        r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
+        z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
+        gr = g * r
+        u = gr * z * r * r
+        s_g += tl.sum(g, axis=0)
+        s_gy += tl.sum(gr * z, axis=0)
+        s_gr += tl.sum(gr, axis=0)
+        s_u += tl.sum(u, axis=0)
+        tl.store(ROW_B + rows, tl.sum(u * w[None, :], axis=1) / row_denominator, mask=row_ok)
+        tl.store(ROW_P + rows, tl.sum(gr * w[None, :], axis=1), mask=row_ok)
+    base = PART + pid * 4 * n_cols + cols
+    tl.store(base, s_g, mask=col_ok)
+    tl.store(base + n_cols, s_gy, mask=col_ok)
+    tl.store(base + 2 * n_cols, s_gr, mask=col_ok)
+    tl.store(base + 3 * n_cols, s_u, mask=col_ok)
+
+
+@triton.jit
+def cross_backward_kernel(
+    G, X, W, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, ROW_B, ROW_P, SUMS, DX,
+    n_rows, n_cols, frac_n, frac_c, inv_k, eps, col_denominator,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """``dx = (K+1)/K w g r - w colsum(g r)/K - rowsum(w g r)/K - (x - m_j) a_j - (x - rho_i) b_i`` with
+    ``a_j = w_j colsum(g z r^3)_j / (N-1)`` and ``b_i`` = ``ROW_B``."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_C)
+    row_ok, col_ok = rows < n_rows, cols < n_cols
+    ok = row_ok[:, None] & col_ok[None, :]
+    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    x = tl.load(X + offs, mask=ok, other=0.0)
+    g = tl.load(G + offs, mask=ok, other=0.0)
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
+    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    s_gr = tl.load(SUMS + 2 * n_cols + cols, mask=col_ok, other=0.0)
+    s_u = tl.load(SUMS + 3 * n_cols + cols, mask=col_ok, other=0.0)
+    rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
+    rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+    b_row = tl.load(ROW_B + rows, mask=row_ok, other=0.0)
+    p_row = tl.load(ROW_P + rows, mask=row_ok, other=0.0)
+    a_col = w * s_u / col_denominator
+    shift = w * s_gr * inv_k
+    r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
+    dx = (1.0 + inv_k) * w[None, :] * g * r - shift[None, :] - (p_row * inv_k)[:, None]
+    dx = dx - (x - cm[None, :]) * a_col[None, :] - (x - rm[:, None]) * b_row[:, None]
+    tl.store(DX + offs, dx, mask=ok)
+
+
+@triton.jit
+def cross_double_sums_kernel(
+    V, G, X, W, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, ROW_DM, ROW_DB, ROW_BR, PART,
+    n_rows, n_cols, tiles_per_program, frac_n, frac_c, inv_k, eps, row_denominator,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """Double backward, pass 1: column partials ``sum v``, ``sum (x - m) v``, ``sum u`` (``u = g w z r^3``) and per
+    row ``ROW_DM = mean_j v``, ``ROW_DB = 2 sum_j (x - rho) v / (C-1)``, ``ROW_BR = sum_j u / (C-1)``."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_C)
+    col_ok = cols < n_cols
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
+    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    s_v = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_xv = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_u = tl.full([BLOCK_C], 0.0, tl.float32)
+    first = pid * tiles_per_program * BLOCK_N
+    for t in range(0, tiles_per_program):
+        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < n_rows
+        ok = row_ok[:, None] & col_ok[None, :]
+        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        x = tl.load(X + offs, mask=ok, other=0.0)
+        g = tl.load(G + offs, mask=ok, other=0.0)
+        v = tl.load(V + offs, mask=ok, other=0.0)
+        rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
+        rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+        r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
+        z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
+        u = g * w[None, :] * z * r * r * r
+        s_v += tl.sum(v, axis=0)
+        s_xv += tl.sum((x - cm[None, :]) * v, axis=0)  # v is 0 outside the matrix
+        s_u += tl.sum(u, axis=0)
+        tl.store(ROW_DM + rows, tl.sum(v, axis=1) / n_cols, mask=row_ok)
+        tl.store(ROW_DB + rows, 2.0 * tl.sum((x - rm[:, None]) * v, axis=1) / row_denominator, mask=row_ok)
+        tl.store(ROW_BR + rows, tl.sum(u, axis=1) / row_denominator, mask=row_ok)
+    base = PART + pid * 3 * n_cols + cols
+    tl.store(base, s_v, mask=col_ok)
+    tl.store(base + n_cols, s_xv, mask=col_ok)
+    tl.store(base + 2 * n_cols, s_u, mask=col_ok)
+
+
+@triton.jit
+def cross_double_terms_kernel(
+    V, G, X, W, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, ROW_DM, ROW_DB, SUMS1, ROW_Q, ROW_DBB, PART, GG,
+    n_rows, n_cols, tiles_per_program, frac_n, frac_c, inv_k, eps, row_denominator, col_denominator,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """Double backward, pass 2: ``t = J v = dz r + z dr`` and ``GG = dL/dg = w t``; column partials ``sum g t``,
+    ``sum dp``, ``sum du`` (``dp = h dr``, ``du = h r^2 (dz r + 3 z dr)``, ``h = g w``) and per row
+    ``ROW_Q = sum_j dp``, ``ROW_DBB = sum_j du / (C-1)``."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_C)
+    col_ok = cols < n_cols
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
+    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    dm_col = tl.load(SUMS1 + cols, mask=col_ok, other=0.0) / n_rows
+    da_col = 2.0 * tl.load(SUMS1 + n_cols + cols, mask=col_ok, other=0.0) / col_denominator
+    s_gt = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_dp = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_du = tl.full([BLOCK_C], 0.0, tl.float32)
+    first = pid * tiles_per_program * BLOCK_N
+    for t in range(0, tiles_per_program):
+        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < n_rows
+        ok = row_ok[:, None] & col_ok[None, :]
+        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        x = tl.load(X + offs, mask=ok, other=0.0)
+        g = tl.load(G + offs, mask=ok, other=0.0)
+        v = tl.load(V + offs, mask=ok, other=0.0)
+        rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
+        rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+        dm_row = tl.load(ROW_DM + rows, mask=row_ok, other=0.0)
+        db_row = tl.load(ROW_DB + rows, mask=row_ok, other=0.0)
+        r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
+        z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
+        dz = (v - dm_col[None, :]) * frac_n + (v - dm_row[:, None]) * frac_c + v * inv_k
+        dr = -0.5 * r * r * r * (da_col[None, :] + db_row[:, None])
+        jv = dz * r + z * dr
+        h = g * w[None, :]
+        dp = h * dr
+        du = h * r * r * (dz * r + 3.0 * z * dr)
+        tl.store(GG + offs, jv * w[None, :], mask=ok)
+        s_gt += tl.sum(g * jv, axis=0)
+        s_dp += tl.sum(dp, axis=0)
+        s_du += tl.sum(du, axis=0)
+        tl.store(ROW_Q + rows, tl.sum(dp, axis=1), mask=row_ok)
+        tl.store(ROW_DBB + rows, tl.sum(du, axis=1) / row_denominator, mask=row_ok)
+    base = PART + pid * 3 * n_cols + cols
+    tl.store(base, s_gt, mask=col_ok)
+    tl.store(base + n_cols, s_dp, mask=col_ok)
+    tl.store(base + 2 * n_cols, s_du, mask=col_ok)
+
+
+@triton.jit
+def cross_double_backward_kernel(
+    V, G, X, W, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, ROW_DM, ROW_DB, ROW_BR, ROW_Q, ROW_DBB, SUMS1, SUMS2, GX,
+    n_rows, n_cols, inv_k, eps, col_denominator,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    """Double backward, pass 3: ``GX = dL/dx = H v = (K+1)/K dp - colsum(dp)/K - rowsum(dp)/K - (v - dm_j) A_j
+    - (v - drho_i) B_i - (x - m_j) dA_j - (x - rho_i) dB_i``."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_C)
+    row_ok, col_ok = rows < n_rows, cols < n_cols
+    ok = row_ok[:, None] & col_ok[None, :]
+    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    x = tl.load(X + offs, mask=ok, other=0.0)
+    g = tl.load(G + offs, mask=ok, other=0.0)
+    v = tl.load(V + offs, mask=ok, other=0.0)
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
+    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    dm_col = tl.load(SUMS1 + cols, mask=col_ok, other=0.0) / n_rows
+    da_col = 2.0 * tl.load(SUMS1 + n_cols + cols, mask=col_ok, other=0.0) / col_denominator
+    a_col = tl.load(SUMS1 + 2 * n_cols + cols, mask=col_ok, other=0.0) / col_denominator
+    p_col = tl.load(SUMS2 + n_cols + cols, mask=col_ok, other=0.0)
+    dA_col = tl.load(SUMS2 + 2 * n_cols + cols, mask=col_ok, other=0.0) / col_denominator
+    rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
+    rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+    dm_row = tl.load(ROW_DM + rows, mask=row_ok, other=0.0)
+    db_row = tl.load(ROW_DB + rows, mask=row_ok, other=0.0)
+    b_row = tl.load(ROW_BR + rows, mask=row_ok, other=0.0)
+    q_row = tl.load(ROW_Q + rows, mask=row_ok, other=0.0)
+    dB_row = tl.load(ROW_DBB + rows, mask=row_ok, other=0.0)
+    r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
+    dp = g * w[None, :] * (-0.5 * r * r * r * (da_col[None, :] + db_row[:, None]))
+    out = (1.0 + inv_k) * dp - (p_col * inv_k)[None, :] - (q_row * inv_k)[:, None]
+    out = out - (v - dm_col[None, :]) * a_col[None, :] - (v - dm_row[:, None]) * b_row[:, None]
+    out = out - (x - cm[None, :]) * dA_col[None, :] - (x - rm[:, None]) * dB_row[:, None]
+    tl.store(GX + offs, out, mask=ok)
+
+
+def _constants(n: int, c: int) -> tuple[float, float, float]:
+    """``(N/K, C/K, 1/K)``, ``K = N + C``: ``z = x - mu = (x - m) N/K + (x - rho) C/K + x/K``."""
+    k = float(n + c)
+    return n / k, c / k, 1.0 / k
+
+
+def forward(x: Tensor, w: Tensor, b: Tensor, eps: float, cfg: LaunchConfig) -> tuple[Tensor, ...]:
+    """``(y, row_mean, row_var, col_mean, col_var)`` as ``cpu_kernels().cross_norm_forward``."""
+    n, c = x.shape
+    row_mean, row_var, col_mean, col_var, _ = batch_moments(
+        x, cfg, row_stats=True, global_stats=False, norm_denominator=1.0, eps=eps
+    )
+    y = torch.empty_like(x)
+    block_n, block_c = cfg.blocks(c)
+    cross_forward_kernel[(cdiv(n, block_n),)](
+        x, w, b, row_mean, row_var, col_mean, col_var, y, n, c, *_constants(n, c), float(eps),
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=cfg.num_warps(c),
+    )  # fmt: skip
+    return y, row_mean, row_var, col_mean, col_var
+
+
+def backward(
+    g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor, col_var: Tensor,
+    eps: float, cfg: LaunchConfig,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(dx, d_weight, d_bias)`` as ``cpu_kernels().cross_norm_backward``."""
+    n, c = x.shape
+    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
+    row_b, row_p = empty(n, like=x), empty(n, like=x)
+    part = empty((programs, 4, c), like=x)
+    consts, warps = (*_constants(n, c), float(eps)), cfg.num_warps(c)
+    cross_backward_sums_kernel[(programs,)](
+        g, x, w, row_mean, row_var, col_mean, col_var, row_b, row_p, part, n, c, tiles, *consts, float(max(c - 1, 1)),
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
+    )  # fmt: skip
+    sums = part.sum(0)
+    dx = torch.empty_like(x)
+    cross_backward_kernel[(cdiv(n, block_n),)](
+        g, x, w, row_mean, row_var, col_mean, col_var, row_b, row_p, sums, dx, n, c, *consts, float(max(n - 1, 1)),
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
+    )  # fmt: skip
+    return dx, sums[1], sums[0]
+
+
+def double_backward(
+    v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+    col_var: Tensor, eps: float, cfg: LaunchConfig,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(dL/dx, dL/dg, dL/dw)`` for an upstream ``v`` on the input gradient, as
+    ``cpu_kernels().cross_norm_double_backward``."""
+    n, c = x.shape
+    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
+    rows = [empty(n, like=x) for _ in range(5)]  # dm, db, br (pass 1); q, dbb (pass 2)
+    part1, part2 = empty((programs, 3, c), like=x), empty((programs, 3, c), like=x)
+    n_k, c_k, inv_k = _constants(n, c)
+    row_den, col_den, warps = float(max(c - 1, 1)), float(max(n - 1, 1)), cfg.num_warps(c)
+    stats = (row_mean, row_var, col_mean, col_var)
+    cross_double_sums_kernel[(programs,)](
+        v, g, x, w, *stats, *rows[:3], part1, n, c, tiles, n_k, c_k, inv_k, float(eps), row_den,
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
+    )  # fmt: skip
+    sums1 = part1.sum(0)
+    grad_g = torch.empty_like(x)
+    cross_double_terms_kernel[(programs,)](
+        v, g, x, w, *stats, rows[0], rows[1], sums1, rows[3], rows[4], part2, grad_g,
+        n, c, tiles, n_k, c_k, inv_k, float(eps), row_den, col_den,
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
+    )  # fmt: skip
+    sums2 = part2.sum(0)
+    grad_x = torch.empty_like(x)
+    cross_double_backward_kernel[(cdiv(n, block_n),)](
+        v, g, x, w, *stats, *rows, sums1, sums2, grad_x, n, c, inv_k, float(eps), col_den,
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
+    )  # fmt: skip
+    return grad_x, grad_g, sums2[0]

@@ -1,0 +1,138 @@
+"""Triton kernels: train-mode batch norm (per-column statistics) and global norm (one statistic over all entries)
+on float32 ``N x C``; the twin of :class:`norm_nerf.core.functions.scale_shift.ScaleShiftNormFunction`.
+
+Forward: the moments of :mod:`norm_nerf.core.triton.moments` (a reducing pass and a fold, which also gives
+``r = rsqrt(var + eps)``: the biased variance for ``bn``, the unbiased one for ``gn``), then one elementwise pass
+``y = (x - m) r w + b``. Backward: one reducing pass for the column sums ``sum g`` and ``sum g (x - m)``, a sum of
+the partials, and one elementwise pass ``dx = r w g - r sum(h)/count - (x - m) r^2 sum(h xhat)/D`` (``h = g w``;
+sums over the column for ``bn``, over all entries for ``gn``; ``D`` the variance's denominator).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from norm_nerf.core.triton.launch import LaunchConfig, cdiv, empty
+from norm_nerf.core.triton.moments import batch_moments
+
+
+@triton.jit
+def scale_shift_forward_kernel(
+    X, W, B, MEAN, RSTD, Y, n_rows, n_cols,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, GLOBAL: tl.constexpr,
+):  # fmt: skip
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_C)
+    row_ok, col_ok = rows < n_rows, cols < n_cols
+    ok = row_ok[:, None] & col_ok[None, :]
+    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    x = tl.load(X + offs, mask=ok, other=0.0)
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    b = tl.load(B + cols, mask=col_ok, other=0.0)
+    if GLOBAL:
+        mean = tl.load(MEAN + cols * 0)
+        rstd = tl.load(RSTD + cols * 0)
+    else:
+        mean = tl.load(MEAN + cols, mask=col_ok, other=0.0)
+        rstd = tl.load(RSTD + cols, mask=col_ok, other=0.0)
+    scale = rstd * w
+    tl.store(Y + offs, (x - mean[None, :]) * scale[None, :] + b[None, :], mask=ok)
+
+
+@triton.jit
+def scale_shift_sums_kernel(
+    G, X, MEAN, PART, n_rows, n_cols, tiles_per_program,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, GLOBAL: tl.constexpr,
+):  # fmt: skip
+    """Column partials ``sum g`` and ``sum g (x - m)`` into ``PART[program, 0..1]``."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_C)
+    col_ok = cols < n_cols
+    if GLOBAL:  # noqa: SIM108 - a constexpr branch, compiled away
+        mean = tl.load(MEAN + cols * 0)
+    else:
+        mean = tl.load(MEAN + cols, mask=col_ok, other=0.0)
+    s_g = tl.full([BLOCK_C], 0.0, tl.float32)
+    s_gx = tl.full([BLOCK_C], 0.0, tl.float32)
+    first = pid * tiles_per_program * BLOCK_N
+    for t in range(0, tiles_per_program):
+        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
+        ok = (rows < n_rows)[:, None] & col_ok[None, :]
+        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        x = tl.load(X + offs, mask=ok, other=0.0)
+        g = tl.load(G + offs, mask=ok, other=0.0)
+        s_g += tl.sum(g, axis=0)
+        s_gx += tl.sum(g * (x - mean[None, :]), axis=0)  # g is 0 outside the matrix
+    base = PART + pid * 2 * n_cols + cols
+    tl.store(base, s_g, mask=col_ok)
+    tl.store(base + n_cols, s_gx, mask=col_ok)
+
+
+@triton.jit
+def scale_shift_backward_kernel(
+    G, X, W, MEAN, RSTD, SUMS, DX, n_rows, n_cols, count, denominator,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, GLOBAL: tl.constexpr,
+):  # fmt: skip
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_C)
+    row_ok, col_ok = rows < n_rows, cols < n_cols
+    ok = row_ok[:, None] & col_ok[None, :]
+    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    x = tl.load(X + offs, mask=ok, other=0.0)
+    g = tl.load(G + offs, mask=ok, other=0.0)
+    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    h_sum = w * tl.load(SUMS + cols, mask=col_ok, other=0.0)
+    h_xc = w * tl.load(SUMS + n_cols + cols, mask=col_ok, other=0.0)  # sum h (x - m) per column
+    if GLOBAL:
+        mean = tl.load(MEAN + cols * 0)
+        rstd = tl.load(RSTD + cols * 0)
+        h_sum = tl.full([BLOCK_C], 0.0, tl.float32) + tl.sum(h_sum, axis=0)
+        h_xc = tl.full([BLOCK_C], 0.0, tl.float32) + tl.sum(h_xc, axis=0)
+    else:
+        mean = tl.load(MEAN + cols, mask=col_ok, other=0.0)
+        rstd = tl.load(RSTD + cols, mask=col_ok, other=0.0)
+    a = rstd * rstd * rstd * h_xc / denominator  # r^2 sum(h xhat) / D, as sum(h xhat) = r sum(h (x - m))
+    shift = rstd * h_sum / count
+    dx = (rstd * w)[None, :] * g - shift[None, :] - (x - mean[None, :]) * a[None, :]
+    tl.store(DX + offs, dx, mask=ok)
+
+
+def forward(
+    x: Tensor, w: Tensor, b: Tensor, eps: float, global_stats: bool, cfg: LaunchConfig
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(y, mean, unbiased_var, rstd)``: per column for ``bn``, shape (1,) for ``gn`` (``global_stats``)."""
+    n, c = x.shape
+    norm_den = max(n * c - 1, 1) if global_stats else n
+    _, _, mean, var, rstd = batch_moments(
+        x, cfg, row_stats=False, global_stats=global_stats, norm_denominator=norm_den, eps=eps
+    )
+    y = torch.empty_like(x)
+    block_n, block_c = cfg.blocks(c)
+    scale_shift_forward_kernel[(cdiv(n, block_n),)](
+        x, w, b, mean, rstd, y, n, c,
+        BLOCK_N=block_n, BLOCK_C=block_c, GLOBAL=global_stats, num_warps=cfg.num_warps(c),
+    )  # fmt: skip
+    return y, mean, var, rstd
+
+
+def backward(
+    g: Tensor, x: Tensor, w: Tensor, mean: Tensor, rstd: Tensor, global_stats: bool, cfg: LaunchConfig
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, sum g, sum g (x - m))``, the sums per column (the affine gradients are ``r`` times the last and the
+    middle one)."""
+    n, c = x.shape
+    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
+    part = empty((programs, 2, c), like=x)
+    flags = {"BLOCK_N": block_n, "BLOCK_C": block_c, "GLOBAL": global_stats, "num_warps": cfg.num_warps(c)}
+    scale_shift_sums_kernel[(programs,)](g, x, mean, part, n, c, tiles, **flags)
+    sums = part.sum(0)
+    count = n * c if global_stats else n
+    denominator = max(count - 1, 1) if global_stats else count
+    dx = torch.empty_like(x)
+    scale_shift_backward_kernel[(cdiv(n, block_n),)](
+        g, x, w, mean, rstd, sums, dx, n, c, float(count), float(denominator), **flags
+    )
+    return dx, sums[0], sums[1]
