@@ -39,7 +39,7 @@ def column_moments(
     Returns ``(count, mean, var)``; ``count`` is a float (a 0-dim tensor when synchronised).
     """
     if sync and distributed_world_size() > 1:
-        n_local = torch.tensor([float(x.shape[0])], dtype=x.dtype, device=x.device)
+        n_local = torch.full((1,), float(x.shape[0]), dtype=x.dtype, device=x.device)  # a fill, no host copy
         # One all-reduce for count, sum and sum of squares: [1 + C + C].
         packed = torch.cat([n_local, x.sum(dim=0), (x * x).sum(dim=0)])
         packed = _all_reduce_sum(packed)

@@ -136,6 +136,10 @@ class HashGridEncoding(nn.Module):
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.long), persistent=False)
         sizes = torch.tensor([offsets[i + 1] - offsets[i] for i in range(num_levels)], dtype=torch.long)
         self.register_buffer("sizes", sizes, persistent=False)
+        # the 2^d cell corners as 0/1 offsets (a buffer: a tensor built from a list in forward is a host-to-device
+        # copy per step on a GPU)
+        corners = [[(k >> dim) & 1 for dim in range(in_dim)] for k in range(2**in_dim)]
+        self.register_buffer("corners", torch.tensor(corners, dtype=torch.long), persistent=False)
         use_tcnn = implementation == "tcnn" or (implementation == "auto" and tcnn_available())
         if implementation == "tcnn" and not tcnn_available():
             raise RuntimeError("HashGridEncoding(implementation='tcnn'): tinycudann or CUDA is not available")
@@ -186,9 +190,7 @@ class HashGridEncoding(nn.Module):
         pos = flat[:, None, :] * self.scales.to(flat.dtype).view(1, -1, 1) + 0.5  # (N, L, d)
         base = torch.floor(pos)
         frac = pos - base
-        corners = torch.tensor(
-            [[(k >> dim) & 1 for dim in range(self.in_dim)] for k in range(2**self.in_dim)], device=x.device
-        )  # (K, d)
+        corners = self.corners  # (K, d)
         pos_grid = base.long()[:, :, None, :] + corners  # (N, L, K, d)
         cf = corners.to(frac.dtype)
         weights = torch.prod(cf * frac[:, :, None, :] + (1 - cf) * (1 - frac[:, :, None, :]), dim=-1)  # (N, L, K)

@@ -2,8 +2,8 @@
 
 Two-pass mean and unbiased variance (:func:`mean_var`, the reference layers and the synchronised statistics), sums
 over rows and columns as matrix-vector products (:func:`colsum`, :func:`rowsum`) and the one-pass moments with a
-two-pass fallback that the fast Functions use (:func:`moments`). A single sample has variance 0, not NaN
-(:func:`unbiased_denominator`).
+two-pass fallback that the fast Functions use (:func:`moments`; off the CPU always two-pass, without a sync). A
+single sample has variance 0, not NaN (:func:`unbiased_denominator`).
 """
 
 from __future__ import annotations
@@ -61,15 +61,21 @@ def rowsum(x: Float[Tensor, "n c"], weight: Float[Tensor, "c"] | None = None) ->
 def moments(x: Float[Tensor, "n c"], total: Tensor, total_sq: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """Mean and unbiased variance along ``dim`` from the sums ``total`` and ``total_sq`` of ``x`` and ``x*x``.
 
-    Falls back to two-pass sums over ``x`` when cancellation in ``total_sq - total * mean`` would cost more than
-    a few significant digits of the sums' precision (large mean relative to the spread, or a constant
-    row/column). Returned in the dtype of ``x``.
+    On the CPU, falls back to two-pass sums over ``x`` when cancellation in ``total_sq - total * mean`` would cost
+    more than a few significant digits of the sums' precision (large mean relative to the spread, or a constant
+    row/column). On other devices that test would be a device-to-host sync per layer and step, so the two-pass sums
+    are always used there (``total_sq`` is then not read; the result is at least as accurate). Returned in the dtype
+    of ``x``.
     """
     count = x.shape[dim]
     mean = total / count
-    centred = torch.addcmul(total_sq, total, mean, value=-1.0)
-    limit = _ONE_PASS_LIMIT.get(total.dtype, _ONE_PASS_LIMIT_DEFAULT)
-    if float(torch.add(total_sq, centred, alpha=-limit).max()) > 0.0:
+    if x.device.type == "cpu":
+        centred = torch.addcmul(total_sq, total, mean, value=-1.0)
+        limit = _ONE_PASS_LIMIT.get(total.dtype, _ONE_PASS_LIMIT_DEFAULT)
+        two_pass = float(torch.add(total_sq, centred, alpha=-limit).max()) > 0.0  # host memory: no sync
+    else:
+        two_pass = True
+    if two_pass:
         d = x - mean.to(x.dtype).unsqueeze(dim)
         centred = (d * d).sum(dim=dim)
     var = centred.clamp_min_(0.0).div_(unbiased_denominator(count))
