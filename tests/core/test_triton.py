@@ -149,7 +149,8 @@ def test_the_core_runs_without_triton(monkeypatch: pytest.MonkeyPatch) -> None:
     """With triton unimportable (CPU-only torch wheels), every impl still runs; nothing warns."""
     monkeypatch.setitem(sys.modules, "triton", None)
     monkeypatch.setitem(sys.modules, "triton.language", None)
-    for cached in (loader.triton_available, loader.triton_kernels):
+    caches = (loader.triton_available, loader.triton_kernels, loader.interpreting)
+    for cached in caches:
         cached.cache_clear()
     try:
         assert not loader.triton_available() and loader.triton_kernels() is None and not loader.interpreting()
@@ -158,7 +159,7 @@ def test_the_core_runs_without_triton(monkeypatch: pytest.MonkeyPatch) -> None:
             for impl in NORM_IMPLS:
                 build_norm(kind, 4, impl=impl).train()(x).square().sum().backward()
     finally:
-        for cached in (loader.triton_available, loader.triton_kernels):
+        for cached in caches:
             cached.cache_clear()
 
 
@@ -188,3 +189,16 @@ def test_launch_geometry_covers_every_row_once(config: LaunchConfig) -> None:
             assert (bn, bc) == (block_n, block_c)
             assert programs <= config.max_programs and per_program >= 1
             assert (programs - 1) * rows_per_program < n <= programs * rows_per_program  # no idle program
+
+
+def test_a_failed_self_check_warns_once_and_means_the_eager_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from norm_nerf.core.triton import selfcheck
+
+    def broken(kernels: object, device: torch.device) -> None:
+        raise RuntimeError("ptxas fatal: a stand-in failure")
+
+    monkeypatch.setattr(selfcheck, "run", broken)
+    with pytest.warns(UserWarning, match="failed their check on cpu .*ptxas fatal"):
+        assert loader._self_check.__wrapped__(torch.device("cpu")) is False
+    monkeypatch.setattr(selfcheck, "run", lambda kernels, device: None)
+    assert loader._self_check.__wrapped__(torch.device("cpu")) is True

@@ -60,8 +60,10 @@ def triton_available() -> bool:
     return True
 
 
+@functools.cache
 def interpreting() -> bool:
-    """Whether the imported triton runs kernels in its interpreter (``TRITON_INTERPRET=1`` at its import)."""
+    """Whether the imported triton runs kernels in its interpreter (``TRITON_INTERPRET=1`` at its import; fixed for
+    the process from then on)."""
     if not triton_available():
         return False
     import triton.language as tl
