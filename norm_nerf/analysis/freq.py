@@ -169,7 +169,8 @@ def train_full_batch(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     signal = GridSignal(x, y, "training target")
-    fit(net, signal, TrainConfig(steps=steps, device=str(x.device), progress=False), lr, label, callback=callback)
+    cfg = TrainConfig(steps=steps, schedule="constant", device=str(x.device), progress=False)  # the NTK setting
+    fit(net, signal, cfg, lr, label, callback=callback)
 
 
 def _cell_edges(steps: list[int]) -> list[float]:

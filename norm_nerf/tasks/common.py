@@ -21,7 +21,7 @@ import tyro
 from torch import nn
 
 from norm_nerf.core import NetworkConfig, count_parameters, default_lr, parse_method
-from norm_nerf.tasks.trainer import ConfigError, FitResult, Signal, TrainConfig, fit
+from norm_nerf.tasks.trainer import ConfigError, FitResult, Signal, TrainConfig, convergence, fit
 from norm_nerf.utils.jsonio import jsonable, write_json
 from norm_nerf.utils.outputs import OutputOptions
 
@@ -51,7 +51,7 @@ def network_defaults(**values: Any) -> Any:
 
 
 def train_defaults(**values: Any) -> Any:
-    """A task's default training settings (2000 steps, constant lr, with ``values`` changed) as a dataclass field."""
+    """A task's default training settings (2000 steps, cosine decay, with ``values`` changed) as a dataclass field."""
     return field(default_factory=lambda: TrainConfig(**values))
 
 
@@ -163,6 +163,7 @@ def summarize(
         "seconds": round(result.seconds, 3),
         "steps_per_second": round(result.steps / result.seconds, 3) if result.seconds > 0 else None,
         "metrics_mode": "eval mode, final model, running statistics recalibrated on the training data",
+        "convergence": convergence(result.curve_steps, result.curve_metric, metric_name),
         **extra,
         "config": jsonable(asdict(cfg)),
         "curve": {

@@ -35,6 +35,7 @@ from norm_nerf.core import PAPER_METHODS, parse_method
 from norm_nerf.eval.plots import save_curves, save_rate_distortion
 from norm_nerf.tasks.common import flat_settings
 from norm_nerf.tasks.run import TASKS, parse_task
+from norm_nerf.tasks.trainer import CONVERGENCE_RULE, CONVERGENCE_THRESHOLD
 from norm_nerf.utils.cli import split_commas
 from norm_nerf.utils.console import CONSOLE, notice, progress
 from norm_nerf.utils.jsonio import jsonable, write_json
@@ -73,7 +74,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 _METRIC = {"image": "psnr", "ct": "psnr", "mri": "psnr", "shape": "iou"}
 # Flags the table sets per cell; --extra may not set them (the table has its own option, or they are per cell).
 _MANAGED = {
-    "--method": "--methods", "--depth": "--nets", "--width": "--nets", "--steps": "--steps", "--seed": "--seed",
+    "--method": "--methods", "--depth": "--nets", "--width": "--nets", "--steps": "--steps", "--seed": "--seeds",
     "--out": "--out", "--overwrite": "--overwrite", "--no-overwrite": "--overwrite", "--progress": None,
     "--no-progress": None, "--image": "--inputs", "--volume": "--inputs", "--mesh": "--inputs",
 }  # fmt: skip
@@ -81,7 +82,10 @@ _MANAGED = {
 _NOT_SETTINGS = ("out", "overwrite", "progress")
 CELL_RUNNER = ("-m", "norm_nerf.tasks")
 """How a cell's command starts (after the Python executable): the tasks' runner, ``norm_nerf/tasks/__main__.py``."""
-MEANS = "arithmetic mean over a cell's inputs of the values in their metrics.json (a null value makes the mean null)"
+MEANS = (
+    "arithmetic mean over a cell's inputs of the values in their metrics.json, per seed; then mean and sample std over "
+    "the seeds (a null value makes the mean null)"
+)
 """How ``results.json`` averages, as it states it."""
 
 
@@ -110,8 +114,8 @@ class TableConfig:
     """cpu: reduced sizes that run in minutes; paper: the papers' settings (docs/design.md section 3)."""
     steps: int | None = None
     """Training steps per cell (default: the preset's)."""
-    seed: int = 0
-    """Seed of every cell."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds (network initialisation and draws); several give mean ± std over seeds per cell (--seeds 0 1 2)."""
     jobs: int = 1
     """Cells run in parallel as local processes (threads per process = cores / jobs)."""
     out: Path = Path("outputs/table")
@@ -156,11 +160,16 @@ class Cell:
     """The command that runs the cell."""
     input_path: Path | None = None
     """Absolute path of the input (None: the task's default)."""
+    seed: int = 0
+    """Seed of the run."""
+    seeded: bool = False
+    """Whether the table runs several seeds (the seed is then part of the cell's name and folder)."""
 
     @property
     def name(self) -> str:
-        """``input/net/method``, as the cell is named in messages."""
-        return f"{self.input}/{self.net}/{self.method}"
+        """``input/net/method`` (``/seedS`` with several seeds), as the cell is named in messages."""
+        name = f"{self.input}/{self.net}/{self.method}"
+        return f"{name}/seed{self.seed}" if self.seeded else name
 
 
 @dataclass
@@ -200,33 +209,41 @@ def build_cells(cfg: TableConfig) -> list[Cell]:
         parse_net(n)
     _refuse_repeats("--methods", cfg.methods, lambda m: m.replace("+", "_"))
     _refuse_repeats("--nets", nets, lambda n: n.lower())
+    if not cfg.seeds:
+        raise ValueError("--seeds is empty; name at least one seed, e.g. 0 1 2")
+    _refuse_repeats("--seeds", cfg.seeds, lambda s: s)
     for p in cfg.inputs:
         if not Path(p).exists():
             raise FileNotFoundError(f"{p}: input does not exist")
     _refuse_repeats("--inputs", [str(p) for p in cfg.inputs], lambda p: Path(p).stem)
     _check_extra(cfg.extra)
     inputs: list[Path | None] = [Path(p).resolve() for p in cfg.inputs] or [None]
+    seeded = len(cfg.seeds) > 1
     cells = []
     for inp in inputs:
         name = "default" if inp is None else inp.stem
         for net in nets:
             depth, width = parse_net(net)
             for method in cfg.methods:
-                out = cfg.out / "cells" / name / net / method.replace("+", "_")
-                cmd = [sys.executable, *CELL_RUNNER, *_cell_args(cfg, method, depth, width, inp)]
-                cmd += ["--out", str(out), "--overwrite", "--no-progress"]
-                cells.append(Cell(name, net, method, out, cmd, inp))
+                for seed in cfg.seeds:
+                    out = cfg.out / "cells" / name / net / method.replace("+", "_")
+                    out = out / f"seed{seed}" if seeded else out
+                    cmd = [sys.executable, *CELL_RUNNER, *_cell_args(cfg, method, depth, width, inp, seed)]
+                    cmd += ["--out", str(out), "--overwrite", "--no-progress"]
+                    cells.append(Cell(name, net, method, out, cmd, inp, seed, seeded))
     return cells
 
 
-def _cell_args(cfg: TableConfig, method: str | None, depth: int | None, width: int | None, inp: Path | None) -> list:
+def _cell_args(
+    cfg: TableConfig, method: str | None, depth: int | None, width: int | None, inp: Path | None, seed: int | None
+) -> list:
     """The task's arguments of one cell (without where it writes); None leaves a per-cell flag out."""
     preset = PRESETS[cfg.task][cfg.preset]
     steps = cfg.steps if cfg.steps is not None else preset["steps"]
     args = [cfg.task]
     if method is not None:
         args += ["--method", method, "--depth", str(depth), "--width", str(width)]
-    args += ["--steps", str(steps), "--seed", str(cfg.seed), *preset["flags"], *cfg.extra]
+    args += ["--steps", str(steps), *(["--seed", str(seed)] if seed is not None else []), *preset["flags"], *cfg.extra]
     if inp is not None:
         args += [_input_flag(cfg.task), str(inp)]
     return args
@@ -255,7 +272,7 @@ def _expected_configs(cfg: TableConfig, cells: list[Cell]) -> dict[str, dict[str
 
     The flags shared by all cells are parsed once with the cells' own parser (:func:`norm_nerf.tasks.run.parse_task`),
     which also refuses bad --extra flags before any cell runs; the per-cell fields are then filled in."""
-    args = _cell_args(cfg, None, None, None, None) + ["--no-progress"]
+    args = _cell_args(cfg, None, None, None, None, None) + ["--no-progress"]
     text = io.StringIO()
     try:
         with contextlib.redirect_stderr(text), contextlib.redirect_stdout(text):
@@ -271,7 +288,7 @@ def _expected_configs(cfg: TableConfig, cells: list[Cell]) -> dict[str, dict[str
     configs = {}
     for c in cells:
         depth, width = parse_net(c.net)
-        one = shared.replace(method=c.method, depth=depth, width=width, **{field_name: c.input_path})
+        one = shared.replace(method=c.method, depth=depth, width=width, seed=c.seed, **{field_name: c.input_path})
         configs[c.name] = jsonable(dataclasses.asdict(one))
     return configs
 
@@ -436,16 +453,24 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
     """Gather finished cells (and the failed ones) into results.json, table.md and plots."""
     metric = _METRIC[cfg.task]
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    unconverged = []
     for c in cells:
         path = c.out / "metrics.json"
         if path.is_file():
-            rows.setdefault(c.net, {}).setdefault(c.method, []).append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
+            record["_seed"] = c.seed
+            rows.setdefault(c.net, {}).setdefault(c.method, []).append(record)
+            if _converged(record) is False:
+                unconverged.append(c.name)
     results: dict[str, Any] = {"task": cfg.task, "preset": cfg.preset, "metric": metric, "means": MEANS, "nets": {}}
     for net, by_method in rows.items():
         results["nets"][net] = {
             m: _mean_cell(runs, metric) for m, runs in sorted(by_method.items(), key=lambda kv: _order(cfg, kv[0]))
         }
     results["cells"] = len(cells)
+    results["seeds"] = list(cfg.seeds)
+    results["convergence_rule"] = f"{CONVERGENCE_RULE} ({metric}: {CONVERGENCE_THRESHOLD.get(metric)})"
+    results["not_converged"] = unconverged
     results["failed"] = list(failures)
     write_json(cfg.out / "results.json", results)
     (cfg.out / "table.md").write_text(markdown_table(results))
@@ -458,10 +483,31 @@ def _order(cfg: TableConfig, method: str) -> int:
     return cfg.methods.index(method) if method in cfg.methods else len(cfg.methods)
 
 
+def _converged(record: dict[str, Any]) -> bool | None:
+    """A finished cell's convergence verdict (None: not recorded, or a folder of images with mixed verdicts)."""
+    verdict = (record.get("convergence") or {}).get("converged")
+    if verdict is None and isinstance(record.get("per_image"), dict):
+        verdicts = [(r.get("convergence") or {}).get("converged") for r in record["per_image"].values()]
+        verdict = all(verdicts) if verdicts and None not in verdicts else None
+    return verdict
+
+
 def _mean_cell(runs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Means over a cell's inputs for each seed, then mean (and, with several seeds, std) over the seeds."""
     keys = [metric, "ssim", f"{metric}_train_mode_final", f"{metric}_best_train_mode", "bpp", "seconds"]
-    out = {k: _mean([r[k] for r in runs]) for k in keys if all(k in r for r in runs)}
-    out.update(params=runs[0].get("params"), inputs=len(runs))
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_seed.setdefault(r.get("_seed", 0), []).append(r)
+    out: dict[str, Any] = {}
+    for k in keys:
+        if all(k in r for r in runs):
+            per_seed = [_mean([r[k] for r in group]) for group in by_seed.values()]
+            out[k] = _mean(per_seed)
+            if len(per_seed) > 1:
+                out[f"{k}_std"] = float(np.std(per_seed, ddof=1))
+    verdicts = [_converged(r) for r in runs]
+    out.update(params=runs[0].get("params"), inputs=len(runs) // len(by_seed), seeds=len(by_seed))
+    out["converged"] = None if None in verdicts else all(verdicts)
     return out
 
 
@@ -470,10 +516,12 @@ def _mean(values: list[Any]) -> float:
     return float(np.mean([math.nan if v is None else float(v) for v in values]))
 
 
-def _cell_text(value: Any, metric: str) -> str:
+def _cell_text(value: Any, metric: str, std: Any = None, converged: bool | None = True) -> str:
     if value is None or not math.isfinite(value):
         return "—"
-    return f"{value:.4f}" if metric == "iou" else f"{value:.2f}"
+    spec = ".4f" if metric == "iou" else ".2f"
+    text = format(value, spec) + (f" ± {format(std, spec)}" if std is not None and math.isfinite(std) else "")
+    return text + ("" if converged is not False else " †")
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -489,9 +537,16 @@ def markdown_table(results: dict[str, Any]) -> str:
         vals = []
         for key in (metric, f"{metric}_best_train_mode"):
             for n in nets:
-                vals.append(_cell_text(results["nets"][n].get(m, {}).get(key), metric))
+                cell = results["nets"][n].get(m, {})
+                converged = cell.get("converged", True) if key == metric else True
+                vals.append(_cell_text(cell.get(key), metric, cell.get(f"{key}_std"), converged))
         lines.append("| " + " | ".join([m, *vals]) + " |")
-    note = f"\n{metric} (eval): final model, eval mode, running statistics recalibrated; mean over inputs.\n"
+    seeds = results.get("seeds") or [0]
+    over = f"mean over inputs, then mean ± std over seeds {seeds}" if len(seeds) > 1 else "mean over inputs"
+    note = f"\n{metric} (eval): final model, eval mode, running statistics recalibrated; {over}.\n"
+    if results.get("not_converged"):
+        note += f"\n† not converged: {results.get('convergence_rule')} fails for {len(results['not_converged'])} "
+        note += "run(s): " + ", ".join(f"`{c}`" for c in results["not_converged"]) + ".\n"
     text = "\n".join(lines) + "\n" + note if methods else "No cell finished.\n"
     failed = results.get("failed") or []
     if failed:

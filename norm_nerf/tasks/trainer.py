@@ -22,6 +22,7 @@ from rich.progress import TextColumn
 from torch import Tensor, nn
 
 from norm_nerf.core import recalibrate
+from norm_nerf.core.cpu_kernels import compiled_enabled, cpu_kernels
 from norm_nerf.utils.console import progress
 
 
@@ -111,8 +112,8 @@ class TrainConfig:
     """Training steps (one Adam update each; full batch unless the task draws mini-batches)."""
     lr: float | None = None
     """Adam learning rate; default 1e-2 for normalized nets (the papers), 1e-3 plain, 1e-4 SIREN, 5e-3 WIRE."""
-    schedule: Literal["constant", "cosine", "exp"] = "constant"
-    """Learning-rate schedule."""
+    schedule: Literal["constant", "cosine", "exp"] = "cosine"
+    """Learning-rate schedule (cosine to --min-lr-ratio by default: the final model is then also the best one)."""
     min_lr_ratio: float = 0.01
     """Final/initial learning rate for cosine and exp schedules, in (0, 1]."""
     log_every: int = 10
@@ -151,6 +152,41 @@ class TrainConfig:
         if self.recalib_batches < 1:
             raise ConfigError(f"recalib_batches must be >= 1, got {self.recalib_batches}")
         check_device(self.device)
+
+
+CONVERGENCE_RULE = (
+    "gain of the train-mode metric over the last 10% of the steps (mean of the curve over the last 2% of the steps "
+    "minus its mean over the 2% before 90%) below the threshold"
+)
+"""When a training curve counts as flattened (recorded in every ``metrics.json``; the tables flag the others)."""
+CONVERGENCE_THRESHOLD = {"psnr": 0.1, "iou": 0.002}
+"""Largest gain over the last 10% of the steps of a converged run, per metric (dB for PSNR)."""
+
+
+def convergence(steps: list[int], curve: list[float], metric: str) -> dict[str, float | bool | str | None]:
+    """Whether a training curve has flattened by :data:`CONVERGENCE_RULE`.
+
+    Returns ``rule``, ``threshold``, ``gain_last_10pct`` and ``converged`` (None where the curve is too short or the
+    metric has no threshold). Windows of 2% of the steps smooth out the noise of mini-batch metrics.
+    """
+    threshold = CONVERGENCE_THRESHOLD.get(metric)
+    record: dict[str, float | bool | str | None] = {"rule": CONVERGENCE_RULE, "threshold": threshold}
+    points = [(s, v) for s, v in zip(steps, curve) if v is not None and math.isfinite(v)]
+    if threshold is None or len(points) < 3:
+        return {**record, "gain_last_10pct": None, "converged": None}
+    last = points[-1][0]
+
+    def window(lo: float, hi: float) -> float:
+        inside = [v for s, v in points if lo * last <= s <= hi * last]
+        if inside:
+            return sum(inside) / len(inside)
+        at = 0.5 * (lo + hi) * last  # a sparse curve: interpolate linearly at the window's centre
+        after = next(k for k, (s, _) in enumerate(points) if s >= at)
+        (s0, v0), (s1, v1) = points[max(after - 1, 0)], points[after]
+        return v1 if s1 == s0 else v0 + (v1 - v0) * (at - s0) / (s1 - s0)
+
+    gain = window(0.98, 1.0) - window(0.88, 0.90)
+    return {**record, "gain_last_10pct": gain, "converged": bool(gain < threshold)}
 
 
 StepCallback = Callable[[int, Tensor, float], None]
@@ -223,6 +259,8 @@ def fit(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     result = FitResult(metrics={}, train_mode_metrics={}, best_train_mode_metric=-math.inf)
+    if device.type == "cpu" and compiled_enabled():
+        cpu_kernels()  # a first-use build (20-100 s, once) must not count as training time
     start = time.perf_counter()
     batch = signal_batch_size(signal)
     if batch is not None and batch < 1:

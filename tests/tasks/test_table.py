@@ -197,3 +197,29 @@ def test_markdown_layout() -> None:
     assert "| relu | 20.00 | 21.00 |" in text and "(eval)" in text and "Failed" not in text
     res["failed"] = [{"cell": "x/2x8/pe", "error": "exit 2: error: bad", "log": "L"}]
     assert "- `x/2x8/pe`: exit 2: error: bad (log: `L`)" in markdown_table(res)
+
+
+def test_seeds_give_mean_and_std_and_unconverged_cells_are_flagged(tmp_path, tiny_image, monkeypatch) -> None:
+    fake = _InProcess()
+    monkeypatch.setattr(table, "subprocess", fake)
+    extra = ("--resize", "None", "--log-every", "1", "--schedule", "constant")  # a curve point per step
+    cfg = _cfg(tiny_image, tmp_path / "s", methods=("pe+cn",), seeds=(0, 1), steps=20, extra=extra)
+    results = run_table(cfg)
+    assert len(fake.ran) == 2 and {a[a.index("--seed") + 1] for a in fake.ran} == {"0", "1"}
+    cell = results["nets"]["1x8"]["pe+cn"]
+    runs = [
+        json.loads((tmp_path / "s" / "cells" / "tiny" / "1x8" / "pe_cn" / f"seed{s}" / "metrics.json").read_text())
+        for s in (0, 1)
+    ]
+    assert runs[0]["config"]["network"]["seed"] == 0 and runs[1]["config"]["network"]["seed"] == 1
+    psnrs = [r["psnr"] for r in runs]
+    assert cell["seeds"] == 2 and cell["psnr"] == pytest.approx(np.mean(psnrs))
+    assert cell["psnr_std"] == pytest.approx(np.std(psnrs, ddof=1))
+    text = (tmp_path / "s" / "table.md").read_text()
+    assert f"{cell['psnr']:.2f} ± {cell['psnr_std']:.2f}" in text and "seeds [0, 1]" in text
+    # 20 steps from scratch at a constant rate: a run whose curve still rises is flagged, by its own record
+    rising = {f"tiny/1x8/pe+cn/seed{s}" for s, r in zip((0, 1), runs) if r["convergence"]["gain_last_10pct"] >= 0.1}
+    assert rising and set(results["not_converged"]) == rising
+    assert cell["converged"] is False and "†" in text and "not converged" in text
+    with pytest.raises(ValueError, match="--seeds"):
+        build_cells(_cfg(tiny_image, tmp_path / "e", seeds=()))
