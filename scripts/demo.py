@@ -15,17 +15,16 @@ from typing import Annotated, Literal
 
 import tyro
 from PIL import Image
-from rich.console import Console
-from rich.table import Table
 
 from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
+from norm_nerf.data.images import load_image
 from norm_nerf.eval.metrics import to_uint8
-from norm_nerf.eval.plots import save_curves, save_image_grid
+from norm_nerf.eval.plots import save_curves, save_image_grid, save_panels
 from norm_nerf.tasks.run import ImageTaskConfig, fit_image
 from norm_nerf.utils.cli import run_cli
 from norm_nerf.utils.console import CONSOLE, print_table
 from norm_nerf.utils.jsonio import write_json
-from norm_nerf.utils.outputs import OutputOptions, prepare_output_dir
+from norm_nerf.utils.outputs import OutputOptions
 
 DEMO_KEYS = ("psnr", "ssim", "psnr_train_mode_final", "psnr_best_train_mode", "params", "lr", "steps", "seconds", "out")
 """What the image demo keeps of each method's task summary (its ``metrics.json`` is in the method's folder)."""
@@ -102,16 +101,18 @@ def run_image_demo(cfg: ImageDemoConfig) -> dict:
 
 
 @dataclass
-class NerfDemoConfig:
+class NerfDemoConfig(OutputOptions):
     """Train a normalized method (default norm-mipnerf, cross norm) and its base (norm none) on the same scene for the
     same steps, and compare them on the test views in eval mode."""
+
+    output_root = Path("outputs/demo")
 
     method: Literal["norm-mipnerf", "norm-nerf"] = "norm-mipnerf"
     """nerfstudio method to train."""
     norms: tuple[str, ...] = ("cn", "none")
     """Norms to train (none = the base method through the same code)."""
     data: Path | None = None
-    """An existing Blender-layout scene (e.g. ../shared/data/blender/lego); default: generate one into the output."""
+    """An existing Blender-layout scene (e.g. data/blender/lego); default: generate one into the output."""
     downscale_factor: int = 1
     """Image downscale for --data (8 turns lego's 800x800 into 100x100), cached under outputs/cache."""
     steps: int = 300
@@ -128,41 +129,31 @@ class NerfDemoConfig:
     """Coarse and fine samples per ray."""
     width: int = 128
     """Width of the density trunk (the colour MLP gets half)."""
-    out: Path | None = None
-    """Output folder (default: outputs/demo/<time>)."""
-    overwrite: bool = False
-    """Allow writing into a non-empty --out folder."""
 
 
 def run_nerf_demo(cfg: NerfDemoConfig) -> dict:
     """Run the nerfstudio demo and return the results dictionary (also written to ``metrics.json``)."""
     from norm_nerf.ns.compare import train_and_score  # nerfstudio: imported when the nerf demo runs
 
-    console = Console()
-    out = prepare_output_dir(cfg.out, Path("outputs/demo"), cfg.overwrite)
+    out = cfg.prepare_output()
     if cfg.data is None:
-        console.print(f"[bold]1/{len(cfg.norms) + 1}[/bold] generating a {cfg.size}x{cfg.size} {cfg.shape} scene")
-        scene = write_blender_scene(
-            BlenderSceneConfig(
-                out=out / "scene",
-                shape=cfg.shape,
-                views=cfg.views,
-                val_views=2,
-                test_views=4,
-                size=cfg.size,
-                overwrite=cfg.overwrite,
-            )  # fmt: skip
-        )
+        CONSOLE.print(f"[bold]1/{len(cfg.norms) + 1}[/bold] generating a {cfg.size}x{cfg.size} {cfg.shape} scene")
+        scene_cfg = BlenderSceneConfig(
+            out=out / "scene", shape=cfg.shape, views=cfg.views, val_views=2, test_views=4, size=cfg.size,
+            overwrite=cfg.overwrite,
+        )  # fmt: skip
+        scene = write_blender_scene(scene_cfg)
         scene_name = f"a generated {cfg.shape}, {cfg.size}^2"
     else:
         scene, scene_name = cfg.data, f"{cfg.data.name} (downscale x{cfg.downscale_factor})"
     results = {}
     for k, norm in enumerate(cfg.norms, start=2):
-        console.print(f"[bold]{k}/{len(cfg.norms) + 1}[/bold] training {cfg.method} --pipeline.model.norm {norm}")
+        CONSOLE.print(f"[bold]{k}/{len(cfg.norms) + 1}[/bold] training {cfg.method} --pipeline.model.norm {norm}")
         options = {"downscale_factor": cfg.downscale_factor} if cfg.data is not None else None
         results[norm] = train_and_score(
             cfg.method, norm, scene, out, cfg.steps, cfg.rays, cfg.samples, cfg.width, options
         )  # fmt: skip
+    figure = save_comparison(out, cfg.method, list(cfg.norms))
     summary = {
         "method": cfg.method,
         "scene": str(scene),
@@ -173,19 +164,34 @@ def run_nerf_demo(cfg: NerfDemoConfig) -> dict:
         "width": cfg.width,
         "note": "test-view metrics in eval mode (running statistics recalibrated on training rays before saving)",
         "results": results,
+        "comparison": str(figure),
     }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    table = Table(title=f"{cfg.method} on {scene_name}, {cfg.steps} steps, test views")
-    for col in ("norm", "PSNR", "SSIM", "LPIPS", "rays/s (train)"):
-        table.add_column(col, justify="right")
-    for norm, r in results.items():
-        row = [_fmt(r["psnr"], ".2f"), _fmt(r["ssim"], ".3f"), _fmt(r["lpips"], ".3f")]
-        table.add_row(norm, *row, f"{r['train_rays_per_second']:.0f}")
-    console.print(table)
-    console.print(f"Results written to [bold]{out.resolve()}[/bold] (metrics.json, renders_*/, runs/)")
+    write_json(out / "metrics.json", summary)
+    rows = [
+        [norm, _fmt(r["psnr"], ".2f"), _fmt(r["ssim"], ".3f"), _fmt(r["lpips"], ".3f"),
+         f"{r['train_rays_per_second']:.0f}", f"{r['train_seconds']:.0f}"]
+        for norm, r in results.items()
+    ]  # fmt: skip
+    title = f"{cfg.method} on {scene_name}, {cfg.steps} steps, test views"
+    print_table(title, ["norm", "PSNR", "SSIM", "LPIPS", "rays/s (train)", "train s"], rows)
+    CONSOLE.print(f"Comparison figure: [bold]{figure.resolve()}[/bold]")
+    CONSOLE.print(f"Results written to [bold]{out.resolve()}[/bold] (metrics.json, renders_*/, runs/)")
     for r in results.values():
-        console.print(f"  view it: ns-viewer --load-config {r['config']}")
+        CONSOLE.print(f"  view it: ns-viewer --load-config {r['config']}")
     return summary
+
+
+def save_comparison(out: Path, method: str, norms: list[str]) -> Path:
+    """``comparison.png``: the first test view's ground truth beside every norm's render, PSNR in the titles."""
+    folders = {norm: out / f"renders_{method}-{norm}" for norm in norms}
+    first = folders[norms[0]]
+    view = json.loads((first / "metrics.json").read_text())["images"][0]["name"]
+    panels = {"ground truth": load_image(first / "ground_truth" / f"{view}.png").numpy()}
+    for norm, folder in folders.items():
+        scores = {s["name"]: s for s in json.loads((folder / "metrics.json").read_text())["images"]}
+        label = "base (norm none)" if norm == "none" else f"norm {norm}"
+        panels[f"{label}: {scores[view]['psnr']:.2f} dB"] = load_image(folder / "renders" / f"{view}.png").numpy()
+    return save_panels(panels, out / "comparison.png")
 
 
 def _fmt(value: float | None, spec: str) -> str:

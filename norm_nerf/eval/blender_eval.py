@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from jaxtyping import Float
+from PIL import Image
 
 from norm_nerf.data import images
 from norm_nerf.data.images import IMAGE_SUFFIXES
 from norm_nerf.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 from norm_nerf.eval.lpips import LazyLPIPS, alexnet_weights_path, lpips_available
-from norm_nerf.eval.metrics import psnr, ssim
+from norm_nerf.eval.metrics import psnr, ssim, to_uint8
 from norm_nerf.eval.plots import save_panels
 
 WHITE = (1.0, 1.0, 1.0)
@@ -211,12 +212,15 @@ def evaluate(
     total: int | None = None,
     panels: bool = True,
 ) -> dict:
-    """Score (name, prediction, ground truth) triples; write metrics.json, table.md, panels; return the summary."""
+    """Score (name, prediction, ground truth) triples; write metrics.json, table.md and, with ``panels``, per view a
+    panel (prediction | ground truth | error), the prediction (``renders/``) and the ground truth (``ground_truth/``)
+    as PNG; return the summary."""
     from rich.progress import track
 
     lpips, reason = lpips_scorer()
     if panels:
-        (out / "panels").mkdir(parents=True, exist_ok=True)
+        for folder in ("panels", "renders", "ground_truth"):
+            (out / folder).mkdir(parents=True, exist_ok=True)
     scores = []
     for name, pred, gt in track(items, description="scoring images", total=total):
         scores.append(score_image(name, pred, gt, lpips))
@@ -224,6 +228,8 @@ def evaluate(
             save_panels(
                 {"prediction": pred, "ground truth": gt}, out / "panels" / f"{name}.png", ("prediction", "ground truth")
             )
+            Image.fromarray(to_uint8(pred)).save(out / "renders" / f"{name}.png")
+            Image.fromarray(to_uint8(gt)).save(out / "ground_truth" / f"{name}.png")
     if not scores:
         raise ValueError("no images to evaluate")
     too_small = [s.name for s in scores if s.lpips is None]
