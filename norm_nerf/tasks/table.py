@@ -54,7 +54,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "ct": {
-        "cpu": {"nets": ("2x128", "4x128"), "steps": 500, "flags": ["--size", "128"]},
+        # 3000 cosine-decayed steps (about 3.5 min per cell on one thread); pe still gains at 3000 (see docs)
+        "cpu": {"nets": ("2x128", "4x128"), "steps": 3000, "flags": ["--size", "128", "--schedule", "cosine"]},
         "paper": {
             "nets": ("2x128", "2x256", "4x128", "4x256"),
             "steps": 20000,
@@ -62,7 +63,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "mri": {
-        "cpu": {"nets": ("2x256",), "steps": 300, "flags": ["--size", "32"]},
+        "cpu": {"nets": ("2x256",), "steps": 1500, "flags": ["--size", "32", "--schedule", "cosine"]},
         "paper": {"nets": ("2x256", "4x256"), "steps": 1000, "flags": ["--size", "128"]},
     },
     "shape": {
@@ -116,6 +117,10 @@ class TableConfig:
     """Training steps per cell (default: the preset's)."""
     seeds: tuple[int, ...] = (0,)
     """Seeds (network initialisation and draws); several give mean ± std over seeds per cell (--seeds 0 1 2)."""
+    check_halving: bool = False
+    """Also run every cell with half the steps and flag cells whose metric still gained more than the convergence
+    threshold from half to all steps (a decaying learning rate flattens every curve's end, so the last-10% rule alone
+    cannot tell a converged run from a stopped one)."""
     jobs: int = 1
     """Cells run in parallel as local processes (threads per process = cores / jobs)."""
     out: Path = Path("outputs/table")
@@ -164,12 +169,20 @@ class Cell:
     """Seed of the run."""
     seeded: bool = False
     """Whether the table runs several seeds (the seed is then part of the cell's name and folder)."""
+    steps: int | None = None
+    """Steps of this cell when they differ from the table's (the half-steps cells of --check-halving)."""
 
     @property
     def name(self) -> str:
         """``input/net/method`` (``/seedS`` with several seeds), as the cell is named in messages."""
         name = f"{self.input}/{self.net}/{self.method}"
-        return f"{name}/seed{self.seed}" if self.seeded else name
+        name = f"{name}/seed{self.seed}" if self.seeded else name
+        return f"{name}/half" if self.steps is not None else name
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """What a cell and its half-steps twin share."""
+        return self.input, self.net, self.method, self.seed
 
 
 @dataclass
@@ -226,20 +239,35 @@ def build_cells(cfg: TableConfig) -> list[Cell]:
             depth, width = parse_net(net)
             for method in cfg.methods:
                 for seed in cfg.seeds:
-                    out = cfg.out / "cells" / name / net / method.replace("+", "_")
-                    out = out / f"seed{seed}" if seeded else out
-                    cmd = [sys.executable, *CELL_RUNNER, *_cell_args(cfg, method, depth, width, inp, seed)]
-                    cmd += ["--out", str(out), "--overwrite", "--no-progress"]
-                    cells.append(Cell(name, net, method, out, cmd, inp, seed, seeded))
+                    for half in (False, True) if cfg.check_halving else (False,):
+                        folder = "cells_half" if half else "cells"
+                        out = cfg.out / folder / name / net / method.replace("+", "_")
+                        out = out / f"seed{seed}" if seeded else out
+                        steps = max(1, _table_steps(cfg) // 2) if half else None
+                        args = _cell_args(cfg, method, depth, width, inp, seed, steps)
+                        cmd = [sys.executable, *CELL_RUNNER, *args, "--out", str(out), "--overwrite", "--no-progress"]
+                        cells.append(Cell(name, net, method, out, cmd, inp, seed, seeded, steps))
     return cells
 
 
+def _table_steps(cfg: TableConfig) -> int:
+    """Training steps of the table's cells (--steps, else the preset's)."""
+    return cfg.steps if cfg.steps is not None else PRESETS[cfg.task][cfg.preset]["steps"]
+
+
 def _cell_args(
-    cfg: TableConfig, method: str | None, depth: int | None, width: int | None, inp: Path | None, seed: int | None
+    cfg: TableConfig,
+    method: str | None,
+    depth: int | None,
+    width: int | None,
+    inp: Path | None,
+    seed: int | None,
+    steps: int | None = None,
 ) -> list:
-    """The task's arguments of one cell (without where it writes); None leaves a per-cell flag out."""
+    """The task's arguments of one cell (without where it writes); None leaves a per-cell flag out (``steps``: the
+    table's)."""
     preset = PRESETS[cfg.task][cfg.preset]
-    steps = cfg.steps if cfg.steps is not None else preset["steps"]
+    steps = steps if steps is not None else _table_steps(cfg)
     args = [cfg.task]
     if method is not None:
         args += ["--method", method, "--depth", str(depth), "--width", str(width)]
@@ -288,7 +316,8 @@ def _expected_configs(cfg: TableConfig, cells: list[Cell]) -> dict[str, dict[str
     configs = {}
     for c in cells:
         depth, width = parse_net(c.net)
-        one = shared.replace(method=c.method, depth=depth, width=width, seed=c.seed, **{field_name: c.input_path})
+        per_cell = {"method": c.method, "depth": depth, "width": width, "seed": c.seed, field_name: c.input_path}
+        one = shared.replace(**per_cell, **({"steps": c.steps} if c.steps is not None else {}))
         configs[c.name] = jsonable(dataclasses.asdict(one))
     return configs
 
@@ -454,14 +483,21 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
     metric = _METRIC[cfg.task]
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
     unconverged = []
+    halves = {c.key: _read_metrics(c) for c in cells if c.steps is not None}
+    threshold = CONVERGENCE_THRESHOLD.get(metric)
     for c in cells:
-        path = c.out / "metrics.json"
-        if path.is_file():
-            record = json.loads(path.read_text())
-            record["_seed"] = c.seed
-            rows.setdefault(c.net, {}).setdefault(c.method, []).append(record)
-            if _converged(record) is False:
-                unconverged.append(c.name)
+        record = _read_metrics(c) if c.steps is None else None
+        if record is None:
+            continue
+        record["_seed"] = c.seed
+        half = halves.get(c.key)
+        if half is not None and threshold is not None:
+            gain = record[metric] - half[metric]
+            record["convergence"] = {**(record.get("convergence") or {}), "gain_from_half_steps": gain,
+                                     "converged_from_half_steps": bool(gain < threshold)}  # fmt: skip
+        rows.setdefault(c.net, {}).setdefault(c.method, []).append(record)
+        if _converged(record) is False:
+            unconverged.append(c.name)
     results: dict[str, Any] = {"task": cfg.task, "preset": cfg.preset, "metric": metric, "means": MEANS, "nets": {}}
     for net, by_method in rows.items():
         results["nets"][net] = {
@@ -469,7 +505,10 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
         }
     results["cells"] = len(cells)
     results["seeds"] = list(cfg.seeds)
-    results["convergence_rule"] = f"{CONVERGENCE_RULE} ({metric}: {CONVERGENCE_THRESHOLD.get(metric)})"
+    rule = f"{CONVERGENCE_RULE} ({metric}: {CONVERGENCE_THRESHOLD.get(metric)})"
+    if cfg.check_halving:
+        rule += "; and the gain from half the steps to all steps below the same threshold"
+    results["convergence_rule"] = rule
     results["not_converged"] = unconverged
     results["failed"] = list(failures)
     write_json(cfg.out / "results.json", results)
@@ -483,9 +522,18 @@ def _order(cfg: TableConfig, method: str) -> int:
     return cfg.methods.index(method) if method in cfg.methods else len(cfg.methods)
 
 
+def _read_metrics(cell: Cell) -> dict[str, Any] | None:
+    path = cell.out / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _converged(record: dict[str, Any]) -> bool | None:
-    """A finished cell's convergence verdict (None: not recorded, or a folder of images with mixed verdicts)."""
-    verdict = (record.get("convergence") or {}).get("converged")
+    """A finished cell's convergence verdict: the last-10% rule and, with --check-halving, the half-steps gain (None:
+    not recorded, or a folder of images with mixed verdicts)."""
+    convergence = record.get("convergence") or {}
+    if convergence.get("converged_from_half_steps") is False:
+        return False
+    verdict = convergence.get("converged")
     if verdict is None and isinstance(record.get("per_image"), dict):
         verdicts = [(r.get("convergence") or {}).get("converged") for r in record["per_image"].values()]
         verdict = all(verdicts) if verdicts and None not in verdicts else None
@@ -505,6 +553,9 @@ def _mean_cell(runs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
             out[k] = _mean(per_seed)
             if len(per_seed) > 1:
                 out[f"{k}_std"] = float(np.std(per_seed, ddof=1))
+    gains = [(r.get("convergence") or {}).get("gain_from_half_steps") for r in runs]
+    if gains and None not in gains:
+        out["gain_from_half_steps"] = _mean(gains)
     verdicts = [_converged(r) for r in runs]
     out.update(params=runs[0].get("params"), inputs=len(runs) // len(by_seed), seeds=len(by_seed))
     out["converged"] = None if None in verdicts else all(verdicts)

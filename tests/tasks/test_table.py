@@ -223,3 +223,20 @@ def test_seeds_give_mean_and_std_and_unconverged_cells_are_flagged(tmp_path, tin
     assert cell["converged"] is False and "†" in text and "not converged" in text
     with pytest.raises(ValueError, match="--seeds"):
         build_cells(_cfg(tiny_image, tmp_path / "e", seeds=()))
+
+
+def test_check_halving_runs_half_step_twins_and_flags_cells_still_gaining(tmp_path, tiny_image, monkeypatch) -> None:
+    fake = _InProcess()
+    monkeypatch.setattr(table, "subprocess", fake)
+    extra = ("--resize", "None", "--schedule", "constant")
+    cfg = _cfg(tiny_image, tmp_path / "h", methods=("pe+cn",), steps=20, extra=extra, check_halving=True)
+    results = run_table(cfg)
+    assert sorted(a[a.index("--steps") + 1] for a in fake.ran) == ["10", "20"]
+    full = json.loads((tmp_path / "h" / "cells" / "tiny" / "1x8" / "pe_cn" / "metrics.json").read_text())
+    half = json.loads((tmp_path / "h" / "cells_half" / "tiny" / "1x8" / "pe_cn" / "metrics.json").read_text())
+    cell = results["nets"]["1x8"]["pe+cn"]
+    assert cell["gain_from_half_steps"] == pytest.approx(full["psnr"] - half["psnr"])
+    assert cell["gain_from_half_steps"] > 0.1  # 10 more steps from scratch still gain: flagged
+    assert results["not_converged"] == ["tiny/1x8/pe+cn"] and "half the steps" in results["convergence_rule"]
+    assert "†" in (tmp_path / "h" / "table.md").read_text()
+    assert run_table(cfg) == results  # resumes: both twins are finished with their own settings
