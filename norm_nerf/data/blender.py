@@ -7,12 +7,13 @@ alpha is the pixel coverage, on a transparent background. The object is normalis
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from jaxtyping import Float
+from PIL import Image
 
 from norm_nerf.data.cameras import (
     fibonacci_directions,
@@ -23,6 +24,8 @@ from norm_nerf.data.cameras import (
 )
 from norm_nerf.data.render import SceneGeometry, render
 from norm_nerf.data.shapes import ShapeName, scene_object
+from norm_nerf.utils.console import progress
+from norm_nerf.utils.jsonio import write_json
 from norm_nerf.utils.outputs import prepare_output_dir
 
 SPLITS = ("train", "val", "test")
@@ -92,9 +95,6 @@ def split_cameras(cfg: BlenderSceneConfig) -> dict[str, np.ndarray]:
 
 def write_blender_scene(cfg: BlenderSceneConfig) -> Path:
     """Render and write the scene; returns the output folder."""
-    from PIL import Image
-    from rich.progress import track
-
     cfg.validate()
     obj = scene_object(cfg.shape, cfg.mesh, cfg.detail)
     out = prepare_output_dir(cfg.out, Path("outputs/scenes/blender"), cfg.overwrite)
@@ -106,17 +106,31 @@ def write_blender_scene(cfg: BlenderSceneConfig) -> Path:
     scene = SceneGeometry.build(obj)
     jobs = [(split, i, eye) for split, eyes in split_cameras(cfg).items() for i, eye in enumerate(eyes)]
     frames: dict[str, list[dict]] = {split: [] for split in SPLITS}
-    for split, i, eye in track(jobs, description="rendering (blender)", disable=not cfg.progress):
-        c2w = look_at_c2w_opengl(eye, np.zeros(3))
-        R, t = opengl_c2w_to_opencv_w2c(c2w)
-        view = render(scene, K, R, t, cfg.size, cfg.size, supersample=cfg.supersample)
-        rgba = np.concatenate([view.rgb, view.coverage[..., None]], axis=-1)
-        (out / split).mkdir(exist_ok=True)
-        Image.fromarray(np.round(rgba * 255.0).astype(np.uint8)).save(out / split / f"r_{i}.png")
-        frames[split].append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()})
+    with progress(enabled=cfg.progress) as bar:
+        for split, i, eye in bar.track(jobs, description="rendering (blender)"):
+            _write_view(out, split, i, eye, scene, K, cfg, frames)
     camera_angle_x = 2.0 * math.atan(0.5 * cfg.size / focal)
     for split in SPLITS:
-        meta = {"camera_angle_x": camera_angle_x, "frames": frames[split]}
-        (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
+        write_json(out / f"transforms_{split}.json", {"camera_angle_x": camera_angle_x, "frames": frames[split]})
     obj.export(out / "object_normalized.ply")
     return out
+
+
+def _write_view(
+    out: Path,
+    split: str,
+    i: int,
+    eye: Float[np.ndarray, "3"],  # noqa: F821
+    scene: SceneGeometry,
+    K: Float[np.ndarray, "3 3"],
+    cfg: BlenderSceneConfig,
+    frames: dict[str, list[dict]],
+) -> None:
+    """Render one view into ``out/<split>/r_<i>.png`` and add its frame to ``frames``."""
+    c2w = look_at_c2w_opengl(eye, np.zeros(3))
+    R, t = opengl_c2w_to_opencv_w2c(c2w)
+    view = render(scene, K, R, t, cfg.size, cfg.size, supersample=cfg.supersample)
+    rgba = np.concatenate([view.rgb, view.coverage[..., None]], axis=-1)
+    (out / split).mkdir(exist_ok=True)
+    Image.fromarray(np.round(rgba * 255.0).astype(np.uint8)).save(out / split / f"r_{i}.png")
+    frames[split].append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()})

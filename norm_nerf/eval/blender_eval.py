@@ -17,7 +17,6 @@ Writes ``metrics.json``, ``table.md`` and, per image, ``panels/<name>.png`` (pre
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -34,6 +33,8 @@ from norm_nerf.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 from norm_nerf.eval.lpips import LazyLPIPS, alexnet_weights_path, lpips_available
 from norm_nerf.eval.metrics import psnr, ssim, to_uint8
 from norm_nerf.eval.plots import save_panels
+from norm_nerf.utils.console import progress
+from norm_nerf.utils.jsonio import write_json
 
 WHITE = (1.0, 1.0, 1.0)
 PSNR_CAP_DB = 100.0
@@ -215,21 +216,14 @@ def evaluate(
     """Score (name, prediction, ground truth) triples; write metrics.json, table.md and, with ``panels``, per view a
     panel (prediction | ground truth | error), the prediction (``renders/``) and the ground truth (``ground_truth/``)
     as PNG; return the summary."""
-    from rich.progress import track
-
     lpips, reason = lpips_scorer()
     if panels:
         for folder in ("panels", "renders", "ground_truth"):
             (out / folder).mkdir(parents=True, exist_ok=True)
     scores = []
-    for name, pred, gt in track(items, description="scoring images", total=total):
-        scores.append(score_image(name, pred, gt, lpips))
-        if panels:
-            save_panels(
-                {"prediction": pred, "ground truth": gt}, out / "panels" / f"{name}.png", ("prediction", "ground truth")
-            )
-            Image.fromarray(to_uint8(pred)).save(out / "renders" / f"{name}.png")
-            Image.fromarray(to_uint8(gt)).save(out / "ground_truth" / f"{name}.png")
+    with progress() as bar:
+        for name, pred, gt in bar.track(items, description="scoring images", total=total):
+            scores.append(_score_and_save(name, pred, gt, lpips, out if panels else None))
     if not scores:
         raise ValueError("no images to evaluate")
     too_small = [s.name for s in scores if s.lpips is None]
@@ -238,9 +232,22 @@ def evaluate(
             f"LPIPS (AlexNet) needs images of at least {LPIPS_MIN_SIDE} px a side; not computed for {too_small[:5]}"
         )
     summary = summarize(scores, reason, source)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "metrics.json", summary)
     (out / "table.md").write_text(markdown_table(summary))
     return summary
+
+
+def _score_and_save(
+    name: str, pred: np.ndarray, gt: np.ndarray, lpips: Callable | None, out: Path | None
+) -> ImageScores:
+    """Score one view; with ``out``, also write its panel, render and ground truth there."""
+    scores = score_image(name, pred, gt, lpips)
+    if out is not None:
+        panel = {"prediction": pred, "ground truth": gt}
+        save_panels(panel, out / "panels" / f"{name}.png", ("prediction", "ground truth"))
+        Image.fromarray(to_uint8(pred)).save(out / "renders" / f"{name}.png")
+        Image.fromarray(to_uint8(gt)).save(out / "ground_truth" / f"{name}.png")
+    return scores
 
 
 def folder_items(pairs: list[tuple[str, Path, Path]]) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
