@@ -26,17 +26,17 @@ from norm_nerf.data.render import SceneGeometry, render
 from norm_nerf.data.shapes import ShapeName, scene_object
 from norm_nerf.utils.console import progress
 from norm_nerf.utils.jsonio import write_json
-from norm_nerf.utils.outputs import prepare_output_dir
+from norm_nerf.utils.outputs import OutputOptions
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass
-class BlenderSceneConfig:
+class BlenderSceneConfig(OutputOptions):
     """A textured object in the unit sphere, seen from cameras on a sphere, in the NeRF-synthetic layout."""
 
-    out: Path | None = None
-    """Output folder (default: outputs/scenes/blender/<time>)."""
+    output_root = Path("outputs/scenes/blender")
+
     shape: ShapeName = "sphere"
     """Procedural object (ignored when --mesh is given)."""
     mesh: Path | None = None
@@ -61,8 +61,6 @@ class BlenderSceneConfig:
     """Tessellation of the procedural shape (icosphere subdivisions)."""
     seed: int = 0
     """Seed of the assignment of camera positions to splits."""
-    overwrite: bool = False
-    """Allow writing into a non-empty --out folder."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -97,7 +95,7 @@ def write_blender_scene(cfg: BlenderSceneConfig) -> Path:
     """Render and write the scene; returns the output folder."""
     cfg.validate()
     obj = scene_object(cfg.shape, cfg.mesh, cfg.detail)
-    out = prepare_output_dir(cfg.out, Path("outputs/scenes/blender"), cfg.overwrite)
+    out = cfg.prepare_output()
     if cfg.fov_deg is None:
         focal = focal_to_fit_sphere(cfg.distance, 1.0, cfg.size)
     else:
