@@ -6,7 +6,10 @@ among the model's bases, so nerfstudio's model runs inside these hooks:
 * ``populate_modules`` builds the base model's LPIPS as :class:`~norm_nerf.eval.lpips.LazyLPIPS` (no download);
 * ``get_training_callbacks`` adds the recalibration of running statistics before every evaluation and checkpoint
   (:func:`norm_nerf.ns.callbacks.recalibration_callback`) to the base model's callbacks;
-* ``get_outputs`` also exposes a fine pass (NeRF, Mip-NeRF: ``*_fine``) under the plain names.
+* ``get_outputs`` also exposes a fine pass (NeRF, Mip-NeRF: ``*_fine``) under the plain names, first (the viewer
+  opens on the first output);
+* ``get_image_metrics_and_images`` reports ``psnr``, ``ssim`` and ``lpips`` under these plain names (NeRF, Mip-NeRF:
+  of the fine pass), first, so ``ns-eval`` writes the same three keys for every norm-* method.
 """
 
 from __future__ import annotations
@@ -29,13 +32,29 @@ class NormModelConfig(NormOptions):
     """Training ray batches used to recalibrate running statistics before each evaluation/checkpoint (0 = off)."""
 
 
+PLAIN_OUTPUTS = ("rgb", "accumulation", "depth")
+"""The outputs every norm-* model has under these names, in this order (nerfstudio's surface models' order)."""
+PLAIN_METRICS = ("psnr", "ssim", "lpips")
+"""The image metrics every norm-* model reports under these names, first."""
+
+
 def with_fine_aliases(outputs: dict) -> dict:
-    """Also expose the fine pass as ``rgb``/``depth``/``accumulation``: the names ns-render and the viewer default to
-    (nerfstudio's NeRF and Mip-NeRF only output ``*_coarse`` and ``*_fine``)."""
-    for name in ("rgb", "depth", "accumulation"):
-        if f"{name}_fine" in outputs:
-            outputs.setdefault(name, outputs[f"{name}_fine"])
-    return outputs
+    """The outputs with the fine pass also as ``rgb``/``accumulation``/``depth``, and these first.
+
+    nerfstudio's NeRF and Mip-NeRF only output ``*_coarse`` and ``*_fine`` (``rgb_coarse`` first); ns-render,
+    ns-export and the viewer default to the plain names, and the viewer opens on the first output of the dict.
+    """
+    plain = {name: outputs.get(name, outputs.get(f"{name}_fine")) for name in PLAIN_OUTPUTS}
+    plain = {name: value for name, value in plain.items() if value is not None}
+    return {**plain, **{name: value for name, value in outputs.items() if name not in plain}}
+
+
+def with_plain_metrics(metrics: dict) -> dict:
+    """The image metrics with ``psnr``/``ssim``/``lpips`` first, taken from ``fine_*`` where only those exist
+    (nerfstudio's NeRF and Mip-NeRF report ``fine_ssim``/``fine_lpips`` but no ``ssim``/``lpips``)."""
+    plain = {name: metrics.get(name, metrics.get(f"fine_{name}")) for name in PLAIN_METRICS}
+    plain = {name: value for name, value in plain.items() if value is not None}
+    return {**plain, **{name: value for name, value in metrics.items() if name not in plain}}
 
 
 class NormModel:
@@ -56,3 +75,7 @@ class NormModel:
 
     def get_outputs(self, ray_bundle: Any) -> dict:
         return with_fine_aliases(super().get_outputs(ray_bundle))  # type: ignore[misc]
+
+    def get_image_metrics_and_images(self, outputs: dict, batch: dict) -> tuple[dict, dict]:
+        metrics, images = super().get_image_metrics_and_images(outputs, batch)  # type: ignore[misc]
+        return with_plain_metrics(metrics), images
