@@ -14,6 +14,7 @@ from nerfstudio.models.neus import NeuSModel, NeuSModelConfig
 from nerfstudio.models.neus_facto import NeuSFactoModel, NeuSFactoModelConfig
 
 from norm_nerf.ns.base_model import NormModel, NormModelConfig
+from norm_nerf.ns.exporter import check_marching_cubes_device
 from norm_nerf.ns.sdf_field import NormSDFFieldConfig
 
 
@@ -89,11 +90,14 @@ class _NormSurfaceModel(NormModel):
     Running statistics describe the field's rendering pass (the samples it is trained on); sampler SDF queries
     never update them, and in eval mode every query (sampler, rendering, mesh export) uses them, so the model
     has one eval-mode SDF. Normals need autograd in eval mode too: the field enables gradients for them itself.
+    ``ns-export marching-cubes`` without CUDA stops here with a pointer to ``norm-extract-mesh``
+    (:func:`norm_nerf.ns.exporter.check_marching_cubes_device`).
     """
 
     config: NormSurfaceOptions
 
     def populate_modules(self) -> None:
+        check_marching_cubes_device()
         self.config.sdf_field = dataclasses.replace(self.config.sdf_field, norm=self.config.norm_options())
         super().populate_modules()
         self.anneal_end = self.config.cos_anneal_end

@@ -268,6 +268,29 @@ class NormSDFField(Field):
         with frozen_statistics(self):
             return self.geometry(x)[0]
 
+    def forward_geonetwork(
+        self, inputs: Float[Tensor, "*batch 3"], chunk: int = 65536
+    ) -> Float[Tensor, "*batch geo_features+1"]:
+        """SDF (column 0) and geometry feature at ``inputs``: the interface of nerfstudio's ``SDFField`` that
+        ``ns-export marching-cubes`` calls (``field.forward_geonetwork(x)[:, 0]``, under ``torch.no_grad``).
+
+        A query, as :meth:`sdf` and :func:`norm_nerf.ns.mesh.mesh_of_model`: the field is evaluated in eval mode (the
+        running statistics, so a point's SDF does not depend on the other points of the call; the mode is restored
+        afterwards), without updating statistics, without an autograd graph, ``chunk`` points per forward pass.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        points = inputs.reshape(-1, 3)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad(), frozen_statistics(self):
+                parts = [torch.cat(self.geometry(x), dim=-1) for x in points.split(chunk)]
+        finally:
+            self.train(was_training)
+        out = torch.cat(parts) if parts else points.new_zeros(0, 1 + self.config.geo_feat_dim)
+        return out.reshape(*inputs.shape[:-1], out.shape[-1])
+
     def get_sdf(self, ray_samples: RaySamples) -> Float[Tensor, "*batch 1"]:
         """The SDF at the samples' start positions (NeuS's up-sampler calls this under ``no_grad``)."""
         positions = ray_samples.frustums.get_start_positions()

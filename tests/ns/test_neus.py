@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -150,6 +151,61 @@ def test_recalibration_counts_rendering_passes_not_sampler_queries() -> None:
     recalibrate(only_render, [x], forward=lambda f, batch: f.sdf_and_gradient(batch))
     after, expected = _stats(field), _stats(only_render)
     assert all(torch.equal(after[k], v) for k, v in expected.items())
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_forward_geonetwork_is_the_eval_mode_sdf(grid: bool) -> None:
+    """What ``ns-export marching-cubes`` calls (``field.forward_geonetwork(x)[:, 0]``, nerfstudio's SDFField shape:
+    ``(n, 1 + geo_feat_dim)``, SDF first): our eval-mode SDF query, whatever the field's mode and the chunking."""
+    kw = {"use_grid_feature": True, "grid": HashGridConfig(num_levels=2, log2_hashmap_size=8)} if grid else {}
+    field = _field("cn", hidden_dim=32, geo_feat_dim=16, hidden_dim_color=16, **kw)
+    field.sdf_and_gradient(_ball(256, seed=2))  # a training pass: running statistics away from their init
+    x = _ball(300)
+    before = _stats(field)
+    out = field.forward_geonetwork(x, chunk=37)  # train mode, gradients enabled, 9 chunks
+    assert field.training and out.shape == (300, 17) and not out.requires_grad
+    assert all(torch.equal(field.state_dict()[k], v) for k, v in before.items())  # a query: no statistics update
+    field.eval()
+    with torch.no_grad():
+        sdf, feature = field.geometry(x)
+    torch.testing.assert_close(out[:, 0], field.sdf(x)[:, 0], rtol=1e-5, atol=1e-6)  # = mesh.py's SDF
+    torch.testing.assert_close(out, torch.cat([sdf, feature], dim=-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(field.forward_geonetwork(x.reshape(3, 100, 3)).reshape(300, 17), out, rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    assert not field.training
+
+
+def test_marching_cubes_exporter_without_cuda_points_at_norm_extract_mesh(monkeypatch) -> None:
+    """The check our surface models run while ns-export marching-cubes loads them: only inside that exporter, only
+    without CUDA (nerfstudio's exporter stands in for a fake one here, so open3d is not needed)."""
+    import types
+
+    from norm_nerf.ns.exporter import NeedsCudaError, check_marching_cubes_device
+
+    class ExportMarchingCubesMesh:
+        load_config = Path("outputs/scan/norm-neus/run/config.yml")
+
+        def main(self) -> None:
+            check_marching_cubes_device()  # in nerfstudio: main -> eval_setup -> ... -> our populate_modules
+
+    class ExportPointCloud:
+        def main(self) -> None:
+            check_marching_cubes_device()
+
+    check_marching_cubes_device()  # no exporter module imported, or no export running: nothing
+    monkeypatch.setitem(sys.modules, "nerfstudio.scripts.exporter", types.SimpleNamespace(
+        ExportMarchingCubesMesh=ExportMarchingCubesMesh, ExportPointCloud=ExportPointCloud))  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_marching_cubes_device()
+    ExportPointCloud().main()  # another exporter: nothing
+    with pytest.raises(NeedsCudaError) as info:
+        ExportMarchingCubesMesh().main()
+    message = str(info.value.code)
+    assert "needs CUDA" in message and "nerfstudio/exporter/marching_cubes.py" in message
+    assert "norm-extract-mesh --load-config outputs/scan/norm-neus/run/config.yml" in message
+    assert isinstance(info.value, SystemExit)  # the CLI exits 1 with the message, no traceback
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    ExportMarchingCubesMesh().main()  # with CUDA nerfstudio's exporter runs
 
 
 # ---- mesh export helpers ----
@@ -308,6 +364,65 @@ def test_exported_mesh_is_in_world_coordinates_for_norm_eval_dtu(neus_run, dtu_s
                         density=2.0, out=tmp_path / "eval")  # fmt: skip
     metrics = evaluate_mesh_file(cfg).checked()
     assert metrics["overall"] < 2.0  # mm; the object is a 120 mm sphere
+
+
+@pytest.mark.slow
+def test_nerfstudio_marching_cubes_path_on_cpu_matches_our_mesh(neus_run) -> None:
+    """nerfstudio's multi-resolution SDF evaluation (the functions ``ns-export marching-cubes`` runs, with its call
+    ``field.forward_geonetwork(x)[:, 0]``) and skimage's marching cubes, on a 64^3 crop on CPU (nerfstudio's own driver
+    moves 512^3 crops to CUDA), give the surface of our mesh export on the same grid."""
+    from nerfstudio.exporter.marching_cubes import create_point_pyramid, evaluate_multiresolution_sdf, evaluate_sdf
+    from scipy.spatial import cKDTree
+    from skimage import measure
+
+    pipeline, _, _ = _load(neus_run)
+    field, n = pipeline.model.field, 64
+    axis = np.linspace(-1.0, 1.0, n)
+    xx, yy, zz = np.meshgrid(axis, axis, axis, indexing="ij")
+    points = torch.tensor(np.vstack([xx.ravel(), yy.ravel(), zz.ravel()]).T, dtype=torch.float)
+    points = points.reshape(n, n, n, 3).permute(3, 0, 1, 2)
+    with torch.no_grad():  # as nerfstudio's generate_mesh_with_multires_marching_cubes
+        sdf = evaluate_multiresolution_sdf(
+            lambda p: evaluate_sdf(lambda x: field.forward_geonetwork(x)[:, 0].contiguous(), p),
+            create_point_pyramid(points), None, 1.0, -1.0, n,
+        ).numpy()  # fmt: skip
+    verts, _, _, _ = measure.marching_cubes(sdf.reshape(n, n, n), level=0.0, spacing=(2.0 / (n - 1),) * 3)
+    verts = verts - 1.0
+    ours = mesh_of_model(pipeline.model, pipeline.datamanager.train_dataparser_outputs, n, (-1, -1, -1, 1, 1, 1),
+                         world=False, progress=False)  # fmt: skip
+    np.testing.assert_allclose(np.linalg.norm(verts, axis=1), OBJECT_RADIUS, atol=0.02)  # still the initial sphere
+    for a, b in ((verts, ours.vertices), (ours.vertices, verts)):  # the same edge crossings of the same grid
+        assert cKDTree(b).query(a)[0].max() < 1e-4
+
+
+@pytest.mark.slow  # ns-export in a subprocess
+def test_ns_export_marching_cubes_without_cuda_points_at_norm_extract_mesh(neus_run, tmp_path) -> None:
+    from tests.ns.ns_cli import require_open3d, run_ns
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: nerfstudio's marching-cubes exporter runs")
+    require_open3d()
+    out = tmp_path / "mesh"
+    done = run_ns("ns-export", "marching-cubes", "--load-config", str(neus_run), "--output-dir", str(out), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "needs CUDA" in done.stderr, done.stderr[-3000:]
+    assert f"norm-extract-mesh --load-config {neus_run} --resolution 256 --out mesh.ply" in done.stderr
+    assert not list(out.glob("*"))  # stopped while loading the run, before anything is written
+
+
+@pytest.mark.slow  # ns-eval in a subprocess
+def test_ns_eval_of_a_surface_run(neus_run, tmp_path) -> None:
+    import json
+    import math
+
+    from tests.ns.ns_cli import run_ns
+
+    done = run_ns("ns-eval", "--load-config", str(neus_run), "--output-path", "out.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert list(results)[:6] == ["psnr", "psnr_std", "ssim", "ssim_std", "lpips", "lpips_std"]
+    assert math.isfinite(results["psnr"]) and math.isfinite(results["ssim"])
+    assert math.isnan(results["lpips"])  # 20 x 15 px views: below the 31 px AlexNet needs (tests/ns/test_ns_tools.py)
 
 
 def test_rays_missing_the_box_get_a_finite_empty_segment() -> None:
