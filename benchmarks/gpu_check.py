@@ -35,6 +35,7 @@ CUDA_TESTS = [
     "tests/core/test_triton.py::test_kernels_on_cuda",
     "tests/core/test_mixed_precision.py",
     "tests/core/test_encodings.py",
+    "tests/ns/test_mixed_precision_cuda.py",
 ]
 """The tests that exercise CUDA where it exists (the others in these files run on the CPU as well)."""
 
