@@ -27,8 +27,11 @@ def train_and_score(
     width: int,
     dataparser_options: dict[str, Any] | None = None,
     model_options: dict[str, Any] | None = None,
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """Train ``method`` with ``norm`` (``none`` = the base method) and return its test-view metrics and speed.
+
+    ``lr`` replaces the initial learning rate of every optimizer group (None keeps the method's own).
 
     The run goes to ``out/runs/<method>-<norm>/``, renders and per-view metrics to ``out/renders_<method>-<norm>/``.
     Speed: the median wall time of a training iteration after the first 5 (``train_rays_per_second`` = rays per
@@ -41,6 +44,9 @@ def train_and_score(
         setattr(config.pipeline.datamanager.dataparser, key, value)
     for key, value in (model_options or {}).items():
         setattr(config.pipeline.model, key, value)
+    if lr is not None:
+        for group in config.optimizers.values():
+            group["optimizer"].lr = lr
     config.experiment_name = name
     step_seconds: list[float] = []
     start = time.perf_counter()
