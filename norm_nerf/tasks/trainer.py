@@ -21,8 +21,8 @@ from jaxtyping import Float
 from rich.progress import TextColumn
 from torch import Tensor, nn
 
-from norm_nerf.core import recalibrate
-from norm_nerf.core.cpu_kernels import compiled_enabled, cpu_kernels
+from norm_nerf.core import LayerNorm, recalibrate
+from norm_nerf.core.cpu_kernels import cpu_kernels, kernels_wanted
 from norm_nerf.utils.console import progress
 
 
@@ -259,7 +259,7 @@ def fit(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     result = FitResult(metrics={}, train_mode_metrics={}, best_train_mode_metric=-math.inf)
-    if device.type == "cpu" and compiled_enabled():
+    if device.type == "cpu" and _wants_cpu_kernels(net):
         cpu_kernels()  # a first-use build (20-100 s, once) must not count as training time
     start = time.perf_counter()
     batch = signal_batch_size(signal)
@@ -309,6 +309,16 @@ def fit(
     result.metrics = signal.metrics(pred)
     result.prediction = pred
     return result
+
+
+def _wants_cpu_kernels(net: nn.Module) -> bool:
+    """Whether a module of ``net`` would run the C++ kernels (a norm other than ``ln``, or a softplus, whose ``impl``
+    asks for them): only then is their build warmed up before the timed loop."""
+    return any(
+        kernels_wanted(m.impl)
+        for m in net.modules()
+        if isinstance(getattr(m, "impl", None), str) and not isinstance(m, LayerNorm)
+    )
 
 
 def _recalibration_batches(coords: Tensor, batch: int | None, count: int, gen: torch.Generator) -> list[Tensor]:
