@@ -15,13 +15,13 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConf
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
 from nerfstudio.engine.schedulers import CosineDecaySchedulerConfig, MultiStepSchedulerConfig
 from nerfstudio.models.base_model import ModelConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from norm_nerf.ns.blender_dataparser import NormBlenderDataParserConfig
 from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig
 from norm_nerf.ns.nerf import NormMipNerfModelConfig, NormNeRFModelConfig
 from norm_nerf.ns.neus import NormNeuSFactoModelConfig, NormNeuSModelConfig
+from norm_nerf.ns.pipeline import NormPipelineConfig
 from norm_nerf.ns.trainer import NormTrainerConfig
 
 
@@ -37,7 +37,7 @@ norm_mipnerf = MethodSpecification(
     config=NormTrainerConfig(
         method_name="norm-mipnerf",
         machine=_machine(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=NormPipelineConfig(
             datamanager=VanillaDataManagerConfig(
                 dataparser=NormBlenderDataParserConfig(), train_num_rays_per_batch=1024
             ),
@@ -57,7 +57,7 @@ norm_nerf = MethodSpecification(
     config=NormTrainerConfig(
         method_name="norm-nerf",
         machine=_machine(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=NormPipelineConfig(
             datamanager=VanillaDataManagerConfig(dataparser=NormBlenderDataParserConfig()),
             model=NormNeRFModelConfig(),
         ),
@@ -91,7 +91,7 @@ def _surface_method(
         steps_per_save=save_every,
         steps_per_eval_all_images=1000000,
         max_num_iterations=steps,
-        pipeline=VanillaPipelineConfig(
+        pipeline=NormPipelineConfig(
             datamanager=VanillaDataManagerConfig(
                 dataparser=NormDTUDataParserConfig(), train_num_rays_per_batch=rays, eval_num_rays_per_batch=rays
             ),

@@ -8,6 +8,8 @@ one process would train on the concatenated batch (the SyncBatchNorm idea).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 from jaxtyping import Float
@@ -21,6 +23,12 @@ def distributed_world_size() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
+
+
+# torch 2.6+ names torch.distributed._functional_collectives as the successor, but its all_reduce has no autograd
+# formula; the differentiable one stays the right tool here, so its deprecation notice is not the user's business.
+_DEPRECATED = "torch.distributed.nn.functional.all_reduce is deprecated"
+warnings.filterwarnings("ignore", message=_DEPRECATED, category=FutureWarning)
 
 
 def _all_reduce_sum(t: Tensor) -> Tensor:

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils import comms
 from nerfstudio.utils.misc import step_check
 
 GPU_CHECK_EVERY = 50
@@ -66,9 +68,24 @@ class NormTrainer(Trainer):
         self._pending_losses: list[tuple[int, dict[str, torch.Tensor], torch.Tensor]] = []
 
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
-        """As nerfstudio's; the loss records start empty."""
+        """As nerfstudio's; the loss records start empty. With several processes, rank 0 alone writes the dataparser
+        transform, and all ranks meet after the final checkpoint (before rank 0's viewer, if any, keeps running)."""
         super().setup(test_mode)
         self._pending_losses = []
+        if self.world_size > 1:
+            outputs = getattr(self.pipeline.datamanager, "train_dataparser_outputs", None)
+            if outputs is not None and not comms.is_main_process():
+                outputs.save_dataparser_transform = lambda path: None  # train() would write it on every rank
+            meet = TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], lambda step: comms.synchronize())
+            self.callbacks.append(meet)
+
+    def eval_iteration(self, step: int) -> None:
+        """nerfstudio's evaluation, on rank 0 only (the others go on to the next step and wait for rank 0 there).
+
+        Evaluation runs in eval mode (running statistics, no collectives); the recalibration before it runs on every
+        rank (:mod:`norm_nerf.ns.callbacks`)."""
+        if comms.is_main_process():
+            super().eval_iteration(step)
 
     def train_iteration(self, step: int):
         """One nerfstudio training iteration; its loss is recorded and, when a check is due, checked."""
@@ -106,7 +123,7 @@ class NormTrainer(Trainer):
                         f"training stopped at step {bad_step}: the training loss is {float(total):.4g} ({values}). "
                         f"Likely causes: NaN/inf in the inputs (poses, intrinsics or images of "
                         f"{self.config.data or self.config.pipeline.datamanager.data}), or a learning rate too high "
-                        f"for this model ({self._lr_hint()}). {self._saved_note()}"
+                        f"for this model ({self._lr_hint()}). {self.last_checkpoint_note()}"
                     )
         state = self.pipeline.state_dict()
         bad = non_finite_tensors(state)
@@ -116,7 +133,7 @@ class NormTrainer(Trainer):
                 f"training stopped at step {step}: {len(bad)} of {total} model tensors are non-finite (NaN/inf), e.g. "
                 f"{', '.join(bad[:3])}, while the training loss was finite: non-finite gradients. Likely causes: a "
                 f"learning rate too high for this model ({self._lr_hint()}), or NaN/inf in the inputs. "
-                f"{self._saved_note()}"
+                f"{self.last_checkpoint_note()}"
             )
 
     def _lr_hint(self) -> str:
@@ -130,7 +147,8 @@ class NormTrainer(Trainer):
         name, lr = next(iter(rates.items()))
         return f"{name} lr is {lr:g}; try e.g. --optimizers.{name}.optimizer.lr {lr / 10:g}"
 
-    def _saved_note(self) -> str:
+    def last_checkpoint_note(self) -> str:
+        """Which checkpoint on disk is the last one (a sentence for error messages)."""
         saved = sorted(Path(self.checkpoint_dir).glob("step-*.ckpt")) if Path(self.checkpoint_dir).is_dir() else []
         if not saved:
             return "No checkpoint was written."

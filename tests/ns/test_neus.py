@@ -18,9 +18,10 @@ from norm_nerf.core.norms import RunningStatsNorm
 from norm_nerf.ns.fields import NormOptions
 from norm_nerf.ns.mesh import NoSurfaceError, marching_cubes, mesh_of_model, model_to_world, sdf_grid
 from norm_nerf.ns.sdf_field import NormSDFField, NormSDFFieldConfig
+from tests.ns.tiny import OBJECT_RADIUS, tiny_config
 
 RADIUS = 0.5
-SCENE_CENTER, SCENE_RADIUS_MM, OBJECT_RADIUS = (30.0, -20.0, 50.0), 200.0, 0.6
+SCENE_CENTER, SCENE_RADIUS_MM = (30.0, -20.0, 50.0), 200.0
 
 
 def _field(norm: str, norm_layers: str = "both", **kw) -> NormSDFField:
@@ -275,19 +276,9 @@ def test_surface_methods_are_registered() -> None:
 @pytest.fixture(scope="module", params=["norm-neus", "norm-neus-facto"])
 def neus_run(request, dtu_scan_neus, tmp_path_factory) -> Path:
     """A surface method (cn) trained 12 steps on the tiny scan, initial sphere = the object; returns config.yml."""
-    from norm_nerf.ns.runs import cpu_preset, method_config, train
+    from norm_nerf.ns.runs import train
 
-    out = tmp_path_factory.mktemp("neus_runs")
-    cfg = cpu_preset(method_config(request.param), dtu_scan_neus, out, steps=12, rays=64, samples=8, width=32)
-    cfg.pipeline.datamanager.dataparser.cache_dir = out / "cache"
-    model = cfg.pipeline.model
-    model.background_model = "none"
-    model.recalibration_batches = 2
-    model.sdf_field.sphere_radius = OBJECT_RADIUS
-    if request.param == "norm-neus-facto":  # tiny hash grids and proposal networks
-        model.num_neus_samples_per_ray, model.num_proposal_samples_per_ray = 8, (16, 8)
-        model.sdf_field.grid = HashGridConfig(num_levels=4, log2_hashmap_size=12, max_resolution=64)
-        model.proposal_net_args_list = [{"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 4, "max_res": 32}] * 2
+    cfg = tiny_config(request.param, dtu_scan_neus, tmp_path_factory.mktemp("neus_runs"), steps=12)
     return train(cfg)
 
 
