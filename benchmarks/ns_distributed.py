@@ -1,0 +1,153 @@
+"""Training throughput of norm-* in one process and in several (``torchrun`` + ``norm_nerf.scripts.train``, gloo).
+
+Each configuration trains ``norm-mipnerf`` through the user's command (``norm-train`` for one process,
+``torchrun --nproc-per-node N -m norm_nerf.scripts.train`` for N) on the same generated scene with the same rays
+per rank, and reads nerfstudio's own per-iteration time ("Train Iter (time)", rank 0's tensorboard log; with several
+ranks it includes waiting for the slowest and the gradient all-reduce). Speed is the median over the steps after the
+first ``--warmup``; per process rays/s = rays per rank / step time, total = ranks x that. Ratios are to one process
+with one thread in the same run (shared, noisy machine).
+
+On a machine with C cores, 1 process x C threads and C processes x 1 thread share the same cores: this measures the
+cost of the extra processes and all-reduces, not scaling (that needs a core or GPU per process)::
+
+    .venv/bin/python benchmarks/ns_distributed.py [--layouts 1x1 1x2 2x1] [--norms none cn] [--steps 40]
+        [--out benchmarks/results/ns_distributed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from _report import machine_info, write_report
+
+
+def _scene(work: Path, size: int) -> Path:
+    from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
+
+    scene = work / "scene"
+    if not (scene / "transforms_test.json").is_file():
+        write_blender_scene(BlenderSceneConfig(out=scene, shape="torus", views=24, val_views=1, test_views=1,
+                                               size=size, overwrite=True, progress=False))  # fmt: skip
+    return scene
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(scene: Path, out: Path, name: str, procs: int, threads: int, norm: str, args: argparse.Namespace) -> Path:
+    """Train one configuration through the user's command; returns the run folder."""
+    launcher = [sys.executable, "-m", "norm_nerf.scripts.train"]
+    if procs > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port",
+                    str(_free_port()), "-m", "norm_nerf.scripts.train"]  # fmt: skip
+    cmd = [*launcher, "norm-mipnerf", "--data", str(scene), "--output-dir", str(out), "--experiment-name", name,
+           "--timestamp", "run", "--max-num-iterations", str(args.steps), "--vis", "tensorboard",
+           "--viewer.quit-on-train-completion", "True", "--steps-per-eval-batch", "1000000",
+           "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000",
+           "--steps-per-save", "1000000", "--logging.steps-per-log", "1",
+           "--pipeline.model.norm", norm, "--pipeline.datamanager.train-num-rays-per-batch", str(args.rays),
+           "--pipeline.model.num-coarse-samples", str(args.samples),
+           "--pipeline.model.num-importance-samples", str(args.samples),
+           "--pipeline.model.base-mlp-layer-width", str(args.width),
+           "--pipeline.model.head-mlp-layer-width", str(args.width // 2)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return out / name / "norm-mipnerf" / "run"
+
+
+def _step_seconds(run: Path) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = sorted(run.glob("events.out.tfevents.*"))
+    if len(events) != 1:
+        raise RuntimeError(f"{run}: expected one tensorboard log (rank 0's), found {len(events)}")
+    acc = EventAccumulator(str(events[0]))
+    acc.Reload()
+    return [e.value for e in sorted(acc.Scalars("Train Iter (time)"), key=lambda e: e.step)]
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layouts = list(next(iter(results.values())))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    width = 0.8 / len(results)
+    for k, (norm, by_layout) in enumerate(results.items()):
+        xs = [i + k * width for i in range(len(layouts))]
+        axes[0].bar(xs, [by_layout[layout]["rays_per_second_per_process"] for layout in layouts], width, label=norm)
+        axes[1].bar(xs, [by_layout[layout]["rays_per_second_total"] for layout in layouts], width, label=norm)
+    for ax, title in zip(axes, ("training rays/s per process", "training rays/s, all processes")):
+        ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(layouts))],
+                      [f"{layout} (procs x threads)" for layout in layouts])  # fmt: skip
+        ax.set_title(title)
+        ax.legend(title="norm")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layouts", nargs="+", default=["1x1", "1x2", "2x1"], help="PROCESSESxTHREADS each")
+    parser.add_argument("--norms", nargs="+", default=["none", "cn"])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the median")
+    parser.add_argument("--rays", type=int, default=256, help="rays per rank and step")
+    parser.add_argument("--samples", type=int, default=32, help="coarse and fine samples per ray")
+    parser.add_argument("--width", type=int, default=64, help="field MLP width")
+    parser.add_argument("--size", type=int, default=32, help="image width of the generated scene")
+    parser.add_argument("--work", type=Path, default=Path("outputs/bench_distributed"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_distributed.json"))
+    args = parser.parse_args()
+    layouts = []
+    for text in args.layouts:
+        procs, _, threads = text.partition("x")
+        if not (procs.isdigit() and threads.isdigit() and int(procs) >= 1 and int(threads) >= 1):
+            parser.error(f"--layouts {text}: expected PROCESSESxTHREADS, e.g. 2x1")
+        layouts.append((int(procs), int(threads)))
+    if args.steps <= args.warmup + 2:
+        parser.error(f"--steps {args.steps} leaves too few steps after --warmup {args.warmup}")
+    scene = _scene(args.work, args.size)
+    results: dict[str, dict[str, dict]] = {}
+    for norm in args.norms:
+        results[norm] = {}
+        for procs, threads in layouts:
+            name = f"{norm}_{procs}x{threads}"
+            seconds = _step_seconds(_train(scene, args.work / "runs", name, procs, threads, norm, args))[args.warmup :]
+            step = statistics.median(seconds)
+            results[norm][f"{procs}x{threads}"] = {
+                "processes": procs, "threads_per_process": threads, "rays_per_rank": args.rays,
+                "step_seconds_median": step, "rays_per_second_per_process": args.rays / step,
+                "rays_per_second_total": procs * args.rays / step, "steps_timed": len(seconds),
+            }  # fmt: skip
+            print(name, results[norm][f"{procs}x{threads}"])
+        base = results[norm].get("1x1")
+        for r in results[norm].values():
+            if base is not None:
+                r["total_ratio_to_1x1"] = r["rays_per_second_total"] / base["rays_per_second_total"]
+    report = {
+        "machine": machine_info(cpu_count=os.cpu_count()),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "note": "norm-mipnerf through norm-train / torchrun; rank 0's iteration time; same rays per rank; ratios "
+        "within one run. Processes x threads above the core count compete for the same cores: not scaling.",
+        "results": results,
+    }
+    write_report(report, args.out, lambda path: _plot(results, path))
+
+
+if __name__ == "__main__":
+    main()
