@@ -91,8 +91,8 @@ def _plot(results: dict, path: Path) -> None:
         axes[0].bar(xs, [by_layout[layout]["rays_per_second_per_process"] for layout in layouts], width, label=norm)
         axes[1].bar(xs, [by_layout[layout]["rays_per_second_total"] for layout in layouts], width, label=norm)
     for ax, title in zip(axes, ("training rays/s per process", "training rays/s, all processes")):
-        ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(layouts))],
-                      [f"{layout} (procs x threads)" for layout in layouts])  # fmt: skip
+        ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(layouts))], layouts)
+        ax.set_xlabel("processes x threads per process")
         ax.set_title(title)
         ax.legend(title="norm")
     fig.tight_layout()

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.utils import comms
+from nerfstudio.utils import comms, profiler
 
 from norm_nerf.ns.pipeline import NormPipelineConfig
 
@@ -190,6 +190,7 @@ def train(config: TrainerConfig) -> Any:
         _train_or_explain(trainer, layout)
         return trainer
     finally:
+        profiler.flush_profiler(config.logging)  # as ns-train: the timing summary (rank 0 holds the profiler)
         if layout.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
             comms.LOCAL_PROCESS_GROUP = None
