@@ -126,6 +126,10 @@ class NerfDemoConfig(OutputOptions):
     """Training views of the generated scene."""
     shape: Literal["sphere", "torus", "box", "bumpy", "capsule"] = "torus"
     """Procedural object of the generated scene."""
+    checker_period: float = 0.5
+    """Checker cell size of the generated scene's texture (unit-sphere units; 0.5: cells a short run can learn)."""
+    stripe_depth: float = 0.0
+    """Darkening by the generated texture's thin stripes, in [0, 1] (0: none; norm-make-scene's default is 0.35)."""
     rays: int = 256
     """Rays per training batch."""
     samples: int = 32
@@ -143,7 +147,7 @@ def run_nerf_demo(cfg: NerfDemoConfig) -> dict:
         CONSOLE.print(f"[bold]1/{len(cfg.norms) + 1}[/bold] generating a {cfg.size}x{cfg.size} {cfg.shape} scene")
         scene_cfg = BlenderSceneConfig(
             out=out / "scene", shape=cfg.shape, views=cfg.views, val_views=2, test_views=4, size=cfg.size,
-            overwrite=cfg.overwrite,
+            checker_period=cfg.checker_period, stripe_depth=cfg.stripe_depth, overwrite=cfg.overwrite,
         )  # fmt: skip
         scene = write_blender_scene(scene_cfg)
         scene_name = f"a generated {cfg.shape}, {cfg.size}^2"

@@ -22,8 +22,9 @@ from norm_nerf.data.cameras import (
     look_at_c2w_opengl,
     opengl_c2w_to_opencv_w2c,
 )
-from norm_nerf.data.render import SceneGeometry, render
+from norm_nerf.data.render import SceneGeometry, Shading, render
 from norm_nerf.data.shapes import ShapeName, scene_object
+from norm_nerf.data.texture import ProceduralTexture
 from norm_nerf.utils.console import progress
 from norm_nerf.utils.jsonio import write_json
 from norm_nerf.utils.outputs import OutputOptions
@@ -61,6 +62,10 @@ class BlenderSceneConfig(OutputOptions):
     """Tessellation of the procedural shape (icosphere subdivisions)."""
     seed: int = 0
     """Seed of the assignment of camera positions to splits."""
+    checker_period: float = 0.25
+    """Edge length of the object texture's checker cells (unit-sphere units; larger cells are learned sooner)."""
+    stripe_depth: float = 0.35
+    """How much the object texture's thin stripes darken it, in [0, 1] (0: no stripes)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -80,6 +85,11 @@ class BlenderSceneConfig(OutputOptions):
             raise ValueError(f"supersample must be >= 1, got {self.supersample}")
         if self.mesh is not None and not Path(self.mesh).is_file():
             raise FileNotFoundError(f"{self.mesh}: mesh file not found")
+        self.texture()  # refuses non-positive periods and a stripe depth outside [0, 1]
+
+    def texture(self) -> ProceduralTexture:
+        """The object's texture."""
+        return ProceduralTexture(checker_period=self.checker_period, stripe_depth=self.stripe_depth)
 
 
 def split_cameras(cfg: BlenderSceneConfig) -> dict[str, np.ndarray]:
@@ -127,7 +137,7 @@ def _write_view(
     """Render one view into ``out/<split>/r_<i>.png`` and add its frame to ``frames``."""
     c2w = look_at_c2w_opengl(eye, np.zeros(3))
     R, t = opengl_c2w_to_opencv_w2c(c2w)
-    view = render(scene, K, R, t, cfg.size, cfg.size, supersample=cfg.supersample)
+    view = render(scene, K, R, t, cfg.size, cfg.size, Shading(object_texture=cfg.texture()), cfg.supersample)
     rgba = np.concatenate([view.rgb, view.coverage[..., None]], axis=-1)
     (out / split).mkdir(exist_ok=True)
     Image.fromarray(np.round(rgba * 255.0).astype(np.uint8)).save(out / split / f"r_{i}.png")

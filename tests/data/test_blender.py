@@ -63,6 +63,15 @@ def test_writer_is_deterministic(tmp_path, scene) -> None:
         assert (again / name).read_bytes() == (scene / name).read_bytes()
 
 
+def test_texture_options_change_the_object_colours(tmp_path, scene) -> None:
+    plain = write_blender_scene(_cfg(tmp_path, shape="torus", checker_period=0.5, stripe_depth=0.0))
+    default, coarse = (np.asarray(Image.open(s / "train/r_0.png"), dtype=float) for s in (scene, plain))
+    covered = default[..., 3] == 255
+    assert np.array_equal(default[..., 3], coarse[..., 3])  # the same geometry and cameras
+    assert np.abs(default[covered, :3] - coarse[covered, :3]).mean() > 5  # another texture (0-255 scale)
+    assert coarse[covered, :3].mean() > default[covered, :3].mean()  # no stripes: nothing darkens it
+
+
 def test_supersampling_gives_fractional_coverage(tmp_path) -> None:
     out = write_blender_scene(_cfg(tmp_path, views=1, supersample=3))
     alpha = np.asarray(Image.open(out / "train/r_0.png"))[..., 3]
@@ -76,6 +85,8 @@ def test_supersampling_gives_fractional_coverage(tmp_path) -> None:
         ({"size": 4}, ValueError, "size must be >= 8"),
         ({"val_views": 0}, ValueError, "val_views"),
         ({"distance": 0.5}, ValueError, "distance"),
+        ({"stripe_depth": 1.5}, ValueError, "stripe_depth must be in"),
+        ({"checker_period": 0.0}, ValueError, "texture periods must be positive"),
         ({"mesh": "MISSING"}, FileNotFoundError, "missing.obj: mesh file not found"),
         ({"mesh": "CLOUD"}, ValueError, "cloud.ply: the file holds no triangle faces"),
     ],
