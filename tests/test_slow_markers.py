@@ -10,11 +10,12 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-# Names whose use starts training: nerfstudio runs in-process, the NeRF demo, and two-process gloo runs.
-TRAINING_NAMES = {"setup_trainer", "run_nerf_demo", "run_two_ranks"}
+# Names whose use starts training: nerfstudio runs in-process, the NeRF demo, and multi-process gloo runs.
+TRAINING_NAMES = {"setup_trainer", "run_nerf_demo", "run_two_ranks", "run_as_torchrun"}
 # ``from norm_nerf.ns.runs import train``: the in-process ns-train.
-TRAINING_IMPORTS = {("norm_nerf.ns.runs", "train"), ("norm_nerf.ns.runs", "setup_trainer")}
-TRAINING_COMMANDS = ("ns-train",)
+TRAINING_IMPORTS = {("norm_nerf.ns.runs", "train"), ("norm_nerf.ns.runs", "setup_trainer"),
+                    ("norm_nerf.ns.launch", "train")}  # fmt: skip
+TRAINING_COMMANDS = ("ns-train", "norm_nerf.scripts.train")
 
 
 def _direct_training(fn: ast.AST) -> bool:
