@@ -56,11 +56,13 @@ def save_image_grid(
 def save_curves(
     curves: dict[str, tuple[list[int], list[float]]], path: Path, ylabel: str = "train-mode PSNR [dB]"
 ) -> Path:
-    """One line per method: metric over training steps."""
+    """One line per method: metric over training steps. Beyond ten methods the colours come from a 20-colour map,
+    so that no two lines share one."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, (steps, values) in curves.items():
-        ax.plot(steps, values, label=name)
+    colours = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors
+    for k, (name, (steps, values)) in enumerate(curves.items()):
+        ax.plot(steps, values, label=name, color=colours[k % len(colours)])
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

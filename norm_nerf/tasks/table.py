@@ -54,8 +54,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "ct": {
-        # 3000 cosine-decayed steps (about 3.5 min per cell on one thread); pe still gains at 3000 (see docs)
-        "cpu": {"nets": ("2x128", "4x128"), "steps": 3000, "flags": ["--size", "128", "--schedule", "cosine"]},
+        # 64^2 with 25 angles keeps the papers' ratio of measurements to unknowns (100 angles at 256^2: about 0.5);
+        # 8000 cosine-decayed steps, 1-4 min per cell on one thread (docs/signal_tasks.md: budget sweeps)
+        "cpu": {"nets": ("2x128",), "steps": 8000, "flags": ["--size", "64", "--angles", "25", "--schedule", "cosine"]},
         "paper": {
             "nets": ("2x128", "2x256", "4x128", "4x256"),
             "steps": 20000,
@@ -63,7 +64,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "mri": {
-        "cpu": {"nets": ("2x256",), "steps": 1500, "flags": ["--size", "32", "--schedule", "cosine"]},
+        # 16^3 (25 % of the k-space lines): 2000 cosine-decayed steps, about 1-2 min per cell on one thread
+        "cpu": {"nets": ("2x256",), "steps": 2000, "flags": ["--size", "16", "--schedule", "cosine"]},
         "paper": {"nets": ("2x256", "4x256"), "steps": 1000, "flags": ["--size", "128"]},
     },
     "shape": {
