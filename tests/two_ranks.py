@@ -14,7 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -24,10 +25,7 @@ def _rank_main(rank: int, world: int, port: int, work: Callable[..., dict], args
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        result = work(rank, *args)
-        tmp = os.path.join(out_dir, f"rank{rank}.tmp")
-        torch.save(result, tmp)
-        os.replace(tmp, os.path.join(out_dir, f"rank{rank}.pt"))  # atomic
+        _save_result(rank, work(rank, *args), out_dir)
         dist.barrier()  # nobody tears down gloo while the other rank still talks to it
     finally:
         dist.destroy_process_group()
@@ -40,10 +38,13 @@ def _as_torchrun(rank: int, world: int, port: int, work: Callable[..., dict], ar
     if world == 1:
         for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
             del os.environ[name]
-    result = work(rank, *args)
+    _save_result(rank, work(rank, *args), out_dir)
+
+
+def _save_result(rank: int, result: dict, out_dir: str) -> None:
     tmp = os.path.join(out_dir, f"rank{rank}.tmp")
     torch.save(result, tmp)
-    os.replace(tmp, os.path.join(out_dir, f"rank{rank}.pt"))
+    os.replace(tmp, os.path.join(out_dir, f"rank{rank}.pt"))  # atomic
 
 
 def _spawn(target: Callable[..., None], world: int, work: Callable[..., dict], args: tuple, tmp_path: Path,
@@ -52,7 +53,7 @@ def _spawn(target: Callable[..., None], world: int, work: Callable[..., dict], a
     for _ in range(attempts):
         for r in range(world):
             (tmp_path / f"rank{r}.pt").unlink(missing_ok=True)
-        port = _free_port()
+        port = free_port()
         procs = [ctx.Process(target=target, args=(r, world, port, work, args, str(tmp_path))) for r in range(world)]
         for p in procs:
             p.start()

@@ -44,17 +44,20 @@ def with_fine_aliases(outputs: dict) -> dict:
     nerfstudio's NeRF and Mip-NeRF only output ``*_coarse`` and ``*_fine`` (``rgb_coarse`` first); ns-render,
     ns-export and the viewer default to the plain names, and the viewer opens on the first output of the dict.
     """
-    plain = {name: outputs.get(name, outputs.get(f"{name}_fine")) for name in PLAIN_OUTPUTS}
-    plain = {name: value for name, value in plain.items() if value is not None}
-    return {**plain, **{name: value for name, value in outputs.items() if name not in plain}}
+    return _plain_first(outputs, PLAIN_OUTPUTS, "{}_fine")
 
 
 def with_plain_metrics(metrics: dict) -> dict:
     """The image metrics with ``psnr``/``ssim``/``lpips`` first, taken from ``fine_*`` where only those exist
     (nerfstudio's NeRF and Mip-NeRF report ``fine_ssim``/``fine_lpips`` but no ``ssim``/``lpips``)."""
-    plain = {name: metrics.get(name, metrics.get(f"fine_{name}")) for name in PLAIN_METRICS}
+    return _plain_first(metrics, PLAIN_METRICS, "fine_{}")
+
+
+def _plain_first(values: dict, names: tuple[str, ...], fine: str) -> dict:
+    """``values`` with ``names`` first, each taken from the ``fine.format(name)`` entry where it is missing."""
+    plain = {name: values.get(name, values.get(fine.format(name))) for name in names}
     plain = {name: value for name, value in plain.items() if value is not None}
-    return {**plain, **{name: value for name, value in metrics.items() if name not in plain}}
+    return {**plain, **{name: value for name, value in values.items() if name not in plain}}
 
 
 class NormModel:

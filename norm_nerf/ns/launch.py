@@ -153,6 +153,13 @@ def prepare_config(config: TrainerConfig, layout: ProcessLayout) -> None:
         config.vis = config.vis.split("+", 1)[1] if "+" in config.vis else "tensorboard"  # type: ignore[assignment]
 
 
+def seed_rank(seed: int, rank: int) -> None:
+    """Seed Python, NumPy and torch with ``seed + rank``, as nerfstudio's launcher seeds its ranks."""
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
+
+
 def quiet_unless_main(layout: ProcessLayout) -> None:
     """Only rank 0 prints nerfstudio's and our console output (errors still go to every rank's stderr)."""
     if layout.is_main:
@@ -181,10 +188,7 @@ def train(config: TrainerConfig) -> Any:
         if layout.is_main:
             config.print_to_terminal()
             config.save_config()
-        seed = config.machine.seed + layout.rank  # as nerfstudio's launcher seeds its ranks
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        seed_rank(config.machine.seed, layout.rank)
         trainer = config.setup(local_rank=layout.local_rank, world_size=layout.world_size)
         trainer.setup()
         _train_or_explain(trainer, layout)
@@ -200,8 +204,6 @@ def _train_or_explain(trainer: Any, layout: ProcessLayout) -> None:
     """``trainer.train()``; a collective that fails because another rank stopped becomes a :class:`RankLostError`."""
     try:
         trainer.train()
-    except RankLostError:
-        raise
     except Exception as err:  # noqa: BLE001 - only communication failures are translated, the rest re-raised
         if layout.world_size == 1 or not _is_comm_failure(err):
             raise

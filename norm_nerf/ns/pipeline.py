@@ -58,7 +58,7 @@ class NormPipeline(VanillaPipeline):
             ids = [torch.device(device).index or 0] if cuda else None
             ddp = DDP(self._model, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
             self._model = typing.cast(Model, ddp)
-            dist.barrier(device_ids=ids) if cuda else dist.barrier()
+            dist.barrier(device_ids=ids)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The pipeline's state with the keys of the unwrapped model, in one process or several (nerfstudio's loader

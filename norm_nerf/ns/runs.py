@@ -80,16 +80,11 @@ def train(config: TrainerConfig, step_seconds: list[float] | None = None) -> Pat
 def setup_trainer(config: TrainerConfig):
     """Save the config and build the trainer in this process, seeded with ``machine.seed`` exactly as ``ns-train``
     seeds rank 0 (Python, NumPy and torch), so in-process runs are as reproducible as ``ns-train`` runs."""
-    import random
-
-    import numpy as np
-    import torch
+    from norm_nerf.ns.launch import seed_rank
 
     config.set_timestamp()
     config.save_config()
-    random.seed(config.machine.seed)
-    np.random.seed(config.machine.seed)
-    torch.manual_seed(config.machine.seed)
+    seed_rank(config.machine.seed, 0)
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     return trainer

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.ns.tiny import tiny_config
-from tests.two_ranks import run_as_torchrun
+from tests.two_ranks import free_port, run_as_torchrun
 
 pytestmark = pytest.mark.slow  # spawns training processes
 
@@ -112,17 +112,9 @@ def _torchrun(*args: str, procs: int, cwd: Path, timeout: float = 420) -> subpro
     cmd = [sys.executable, "-m", "norm_nerf.scripts.train"]
     if procs > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port",
-               str(_free_port()), "-m", "norm_nerf.scripts.train"]  # fmt: skip
+               str(free_port()), "-m", "norm_nerf.scripts.train"]  # fmt: skip
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli_args(data: Path, out: Path, name: str, steps: int, *extra: str) -> list[str]:
