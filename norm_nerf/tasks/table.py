@@ -35,6 +35,7 @@ from norm_nerf.core import PAPER_METHODS, parse_method
 from norm_nerf.eval.plots import save_curves, save_rate_distortion
 from norm_nerf.tasks.common import flat_settings
 from norm_nerf.tasks.run import TASKS, parse_task
+from norm_nerf.tasks.settled import SETTLED_RULE, settled_orderings, settled_text
 from norm_nerf.tasks.trainer import CONVERGENCE_RULE, CONVERGENCE_THRESHOLD
 from norm_nerf.utils.cli import split_commas
 from norm_nerf.utils.console import CONSOLE, notice, progress
@@ -512,6 +513,9 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
         rule += "; and the gain from half the steps to all steps below the same threshold"
     results["convergence_rule"] = rule
     results["not_converged"] = unconverged
+    if threshold is not None:
+        results["settled_rule"] = SETTLED_RULE
+        results["settled"] = {n: settled_orderings(c, metric, threshold) for n, c in results["nets"].items()}
     results["failed"] = list(failures)
     write_json(cfg.out / "results.json", results)
     (cfg.out / "table.md").write_text(markdown_table(results))
@@ -569,10 +573,21 @@ def _mean(values: list[Any]) -> float:
     return float(np.mean([math.nan if v is None else float(v) for v in values]))
 
 
+def _digits(metric: str) -> int:
+    return 4 if metric == "iou" else 2
+
+
+def _signed(gain: Any, metric: str) -> str:
+    """A gain with its sign, ``—`` when unknown; a value that rounds to zero reads +0.00, not -0.00."""
+    if not isinstance(gain, float) or not math.isfinite(gain):
+        return "—"
+    return f"{round(gain, _digits(metric)) + 0.0:+.{_digits(metric)}f}"
+
+
 def _cell_text(value: Any, metric: str, std: Any = None, converged: bool | None = True) -> str:
     if value is None or not math.isfinite(value):
         return "—"
-    spec = ".4f" if metric == "iou" else ".2f"
+    spec = f".{_digits(metric)}f"
     text = format(value, spec) + (f" ± {format(std, spec)}" if std is not None and math.isfinite(std) else "")
     return text + ("" if converged is not False else " †")
 
@@ -584,7 +599,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     methods: list[str] = []
     for net in nets:
         methods += [m for m in results["nets"][net] if m not in methods]
+    gains = any("gain_from_half_steps" in c for n in nets for c in results["nets"][n].values())
     head = ["method"] + [f"{n} {metric} (eval)" for n in nets] + [f"{n} best train-mode" for n in nets]
+    head += [f"{n} gain from half the steps" for n in nets] if gains else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         vals = []
@@ -593,6 +610,9 @@ def markdown_table(results: dict[str, Any]) -> str:
                 cell = results["nets"][n].get(m, {})
                 converged = cell.get("converged", True) if key == metric else True
                 vals.append(_cell_text(cell.get(key), metric, cell.get(f"{key}_std"), converged))
+        for n in nets if gains else ():
+            gain = results["nets"][n].get(m, {}).get("gain_from_half_steps")
+            vals.append(_signed(gain, metric))
         lines.append("| " + " | ".join([m, *vals]) + " |")
     seeds = results.get("seeds") or [0]
     over = f"mean over inputs, then mean ± std over seeds {seeds}" if len(seeds) > 1 else "mean over inputs"
@@ -600,6 +620,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     if results.get("not_converged"):
         note += f"\n† not converged: {results.get('convergence_rule')} fails for {len(results['not_converged'])} "
         note += "run(s): " + ", ".join(f"`{c}`" for c in results["not_converged"]) + ".\n"
+    note += settled_text(results["nets"], results.get("settled") or {}, metric)
     text = "\n".join(lines) + "\n" + note if methods else "No cell finished.\n"
     failed = results.get("failed") or []
     if failed:

@@ -238,5 +238,7 @@ def test_check_halving_runs_half_step_twins_and_flags_cells_still_gaining(tmp_pa
     assert cell["gain_from_half_steps"] == pytest.approx(full["psnr"] - half["psnr"])
     assert cell["gain_from_half_steps"] > 0.1  # 10 more steps from scratch still gain: flagged
     assert results["not_converged"] == ["tiny/1x8/pe+cn"] and "half the steps" in results["convergence_rule"]
-    assert "†" in (tmp_path / "h" / "table.md").read_text()
+    text = (tmp_path / "h" / "table.md").read_text()
+    assert "†" in text and f"{cell['gain_from_half_steps']:+.2f} |" in text
+    assert results["settled"] == {"1x8": {}} and "B converged" in results["settled_rule"]
     assert run_table(cfg) == results  # resumes: both twins are finished with their own settings
