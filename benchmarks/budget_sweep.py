@@ -2,8 +2,8 @@
 
 Every method is trained from scratch at every budget (the decayed learning rate makes a run of N steps different
 from the first N steps of a longer run), through ``norm-inr``'s own runner, and scored in eval mode. A method counts
-as converged at the first budget N whose doubling from N/2, and every later doubling, gained less than the
-convergence threshold (``norm_nerf.tasks.trainer.CONVERGENCE_THRESHOLD``: 0.1 dB PSNR, 0.002 IoU): the rule
+as converged at the first budget N whose doubling from N/2, and every later doubling, changed the result by less
+than the convergence threshold (``norm_nerf.tasks.trainer.CONVERGENCE_THRESHOLD``: 0.1 dB PSNR, 0.002 IoU): the rule
 ``norm-inr table --check-halving`` applies to one budget, so a table cell of N steps passes it::
 
     .venv/bin/python benchmarks/budget_sweep.py ct --methods pe pe+cn siren --steps 1000 2000 4000 8000 16000 \\
@@ -94,16 +94,16 @@ def main() -> None:
         for prev, run in zip(runs, runs[1:]):
             run["gain_from_previous"] = run["metric"] - prev["metric"]
             run["doubling"] = run["steps"] == 2 * prev["steps"]
-        # the first budget N whose doubling from N/2, and every later doubling, gained less than the threshold: a cell
-        # of N steps passes the table's --check-halving (a dip then a rise is not converged)
-        flat = [r["doubling"] and r["gain_from_previous"] < threshold for r in runs[1:]]
+        # the first budget N whose doubling from N/2, and every later doubling, changed the result by less than the
+        # threshold: a cell of N steps passes the table's --check-halving (a dip then a rise is not converged)
+        flat = [r["doubling"] and abs(r["gain_from_previous"]) < threshold for r in runs[1:]]
         converged_at[method] = next((r["steps"] for k, r in enumerate(runs[1:]) if all(flat[k:])), None)
         print(method, [(r["steps"], round(r["metric"], 3)) for r in runs], "converged at", converged_at[method])
     report = {
         "machine": machine_info(threads_per_run=threads, jobs=args.jobs),
         "config": {"task": args.task, "methods": args.methods, "steps": args.steps, "extra": args.extra},
-        "rule": f"converged at the first budget N whose doubling from N/2, and every later doubling, gained less than "
-        f"{threshold} ({metric}): a cell of N steps passes norm-inr table --check-halving",
+        "rule": f"converged at the first budget N whose doubling from N/2, and every later doubling, changed the "
+        f"result by less than {threshold} ({metric}): a cell of N steps passes norm-inr table --check-halving",
         "converged_at": converged_at,
         "results": results,
     }

@@ -126,9 +126,9 @@ class TableConfig:
     seeds: tuple[int, ...] = (0,)
     """Seeds (network initialisation and draws); several give mean ± std over seeds per cell (--seeds 0 1 2)."""
     check_halving: bool = False
-    """Also run every cell with half the steps and flag cells whose metric still gained more than the convergence
-    threshold from half to all steps (a decaying learning rate flattens every curve's end, so the last-10% rule alone
-    cannot tell a converged run from a stopped one)."""
+    """Also run every cell with half the steps and flag cells whose metric changed (gained, or lost) more than the
+    convergence threshold from half to all steps (a decaying learning rate flattens every curve's end, so the last-10%
+    rule alone cannot tell a converged run from a stopped one)."""
     jobs: int = 1
     """Cells run in parallel as local processes (threads per process = cores / jobs)."""
     out: Path = Path("outputs/table")
@@ -501,8 +501,9 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
         half = halves.get(c.key)
         if half is not None and threshold is not None:
             gain = record[metric] - half[metric]
+            # two-sided: a cell that lost more than the threshold from more steps has not settled either
             record["convergence"] = {**(record.get("convergence") or {}), "gain_from_half_steps": gain,
-                                     "converged_from_half_steps": bool(gain < threshold)}  # fmt: skip
+                                     "converged_from_half_steps": bool(abs(gain) < threshold)}  # fmt: skip
         rows.setdefault(c.net, {}).setdefault(c.method, []).append(record)
         if _converged(record) is False:
             unconverged.append(c.name)
@@ -515,7 +516,7 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
     results["seeds"] = list(cfg.seeds)
     rule = f"{CONVERGENCE_RULE} ({metric}: {CONVERGENCE_THRESHOLD.get(metric)})"
     if cfg.check_halving:
-        rule += "; and the gain from half the steps to all steps below the same threshold"
+        rule += "; and the change from half the steps to all steps, gain or loss, below the same threshold"
     results["convergence_rule"] = rule
     results["not_converged"] = unconverged
     if threshold is not None:

@@ -242,3 +242,24 @@ def test_check_halving_runs_half_step_twins_and_flags_cells_still_gaining(tmp_pa
     assert "†" in text and f"{cell['gain_from_half_steps']:+.2f} |" in text
     assert results["settled"] == {"1x8": {}} and "B converged" in results["settled_rule"]
     assert run_table(cfg) == results  # resumes: both twins are finished with their own settings
+
+
+def test_half_steps_verdict_is_two_sided(tmp_path, tiny_image) -> None:
+    """A cell that lost more than the threshold from doubling its steps is flagged, as one that still gained is."""
+    cfg = _cfg(tiny_image, tmp_path / "v", methods=("relu", "pe", "pe+cn"), steps=20, check_halving=True)
+    cells = build_cells(cfg)
+    full_psnr = {"relu": 20.0, "pe": 25.0, "pe+cn": 30.0}
+    change = {"relu": -0.5, "pe": 0.05, "pe+cn": 0.5}  # fell, flat, still rising
+    for c in cells:
+        psnr = full_psnr[c.method] - (change[c.method] if c.steps is not None else 0.0)
+        c.out.mkdir(parents=True)
+        curve = {"step": [0, 10, 20], "train_mode_psnr": [psnr - 1, psnr, psnr]}
+        verdict = {"converged": True}  # the last-10% rule passes; the half-steps twin decides
+        record = {"psnr": psnr, "ssim": 0.5, "bpp": 1.0, "params": 10, "curve": curve, "convergence": verdict}
+        (c.out / "metrics.json").write_text(json.dumps(record))
+    results = table.collect(cfg, cells)
+    verdicts = {m: c["converged"] for m, c in results["nets"]["1x8"].items()}
+    assert verdicts == {"relu": False, "pe": True, "pe+cn": False}
+    assert sorted(results["not_converged"]) == ["tiny/1x8/pe+cn", "tiny/1x8/relu"]
+    assert results["settled"]["1x8"] == {"pe": ["pe+cn"]}  # pe converged; relu below it says nothing
+    assert "gain or loss" in results["convergence_rule"]
