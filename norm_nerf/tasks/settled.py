@@ -1,9 +1,10 @@
 """Which orderings of a table's methods more training cannot reverse.
 
 A table compares methods at one budget. Where a method has not converged, its rank may still change with more steps;
-a conclusion "A beats B" is only safe when B has converged (more steps will not lift it) and A is above B by more
-than the seed spread, with A not falling as its budget grew (its gain from half the steps is not below
-``-threshold``). Orderings between two methods that are both still rising are left unsettled, whichever leads.
+a conclusion "A beats B" is only safe when B has converged (more steps will not lift it by the convergence
+threshold), A is above B by more than the seed spread plus that threshold, and A is not falling as its budget grew
+(its gain from half the steps is not below ``-threshold``). Orderings between two methods that are both still rising
+are left unsettled, whichever leads.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import math
 from typing import Any
 
 SETTLED_RULE = (
-    "A above B is settled when B converged, A's mean minus its seed std exceeds B's mean plus its seed std, and A did "
-    "not lose more than the convergence threshold from half to all steps"
+    "A above B is settled when B converged, A's mean minus its seed std exceeds B's mean plus its seed std plus the "
+    "convergence threshold, and A did not lose more than that threshold from half to all steps"
 )
 """The rule :func:`settled_orderings` applies, as ``results.json`` states it."""
 
@@ -49,7 +50,7 @@ def settled_orderings(cells: dict[str, dict[str, Any]], metric: str, threshold: 
         above = [
             m
             for m, a in scored.items()
-            if m != below and low(a) > high(b) and not (a.get("gain_from_half_steps") or 0.0) < -threshold
+            if m != below and low(a) > high(b) + threshold and not (a.get("gain_from_half_steps") or 0.0) < -threshold
         ]
         if above:
             settled[below] = sorted(above, key=lambda m: -scored[m][metric])

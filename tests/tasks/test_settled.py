@@ -30,6 +30,10 @@ def test_seed_spread_and_a_falling_leader_unsettle() -> None:
     got = settled_orderings(cells, "psnr", 0.1)
     assert got == {"pe": ["pe+gn"], "siren": ["pe+gn"]}
     assert settled_orderings({"a": {"psnr": None, "converged": True}, "b": {"psnr": 30.0}}, "psnr", 0.1) == {}
+    # a converged method may still move by up to the threshold: a smaller lead over it is not settled
+    near = {"b": {"psnr": 30.0, "converged": True}, "a": {"psnr": 30.08, "converged": True}}
+    assert settled_orderings(near, "psnr", 0.1) == {}
+    assert settled_orderings(near, "psnr", 0.05) == {"b": ["a"]}
 
 
 def test_table_markdown_states_the_settled_orderings_and_gains() -> None:
