@@ -19,7 +19,8 @@ SETTLED_RULE = (
 """The rule :func:`settled_orderings` applies, as ``results.json`` states it."""
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
+    """Whether a recorded value is a finite number (results record a non-finite one as null)."""
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
@@ -42,7 +43,7 @@ def settled_orderings(cells: dict[str, dict[str, Any]], metric: str, threshold: 
     def high(c: dict[str, Any]) -> float:
         return c[metric] + (c.get(f"{metric}_std") or 0.0)
 
-    scored = {m: c for m, c in cells.items() if _finite(c.get(metric))}
+    scored = {m: c for m, c in cells.items() if finite(c.get(metric))}
     settled: dict[str, list[str]] = {}
     for below, b in scored.items():
         if b.get("converged") is not True:
@@ -64,7 +65,7 @@ def settled_text(
     settled pairs is in ``results.json``); empty when no method converged."""
     lines = []
     for net, cells in nets.items():
-        converged = [m for m, c in cells.items() if c.get("converged") is True and _finite(c.get(metric))]
+        converged = [m for m, c in cells.items() if c.get("converged") is True and finite(c.get(metric))]
         if not converged:
             continue
         best = max(converged, key=lambda m: cells[m][metric])

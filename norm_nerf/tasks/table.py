@@ -35,7 +35,7 @@ from norm_nerf.core import PAPER_METHODS, parse_method
 from norm_nerf.eval.plots import save_curves, save_rate_distortion
 from norm_nerf.tasks.common import flat_settings
 from norm_nerf.tasks.run import TASKS, parse_task
-from norm_nerf.tasks.settled import SETTLED_RULE, settled_orderings, settled_text
+from norm_nerf.tasks.settled import SETTLED_RULE, finite, settled_orderings, settled_text
 from norm_nerf.tasks.trainer import CONVERGENCE_RULE, CONVERGENCE_THRESHOLD
 from norm_nerf.utils.cli import split_commas
 from norm_nerf.utils.console import CONSOLE, notice, progress
@@ -585,7 +585,7 @@ def _digits(metric: str) -> int:
 
 def _signed(gain: Any, metric: str) -> str:
     """A gain with its sign, ``—`` when unknown; a value that rounds to zero reads +0.00, not -0.00."""
-    if not isinstance(gain, float) or not math.isfinite(gain):
+    if not finite(gain):
         return "—"
     return f"{round(gain, _digits(metric)) + 0.0:+.{_digits(metric)}f}"
 
