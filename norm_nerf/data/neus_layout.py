@@ -32,7 +32,15 @@ def decompose_projection(
 ) -> tuple[Float[np.ndarray, "3 3"], Float[np.ndarray, "4 4"]]:
     """Intrinsics ``K`` (``K[2, 2] = 1``, positive focal lengths) and the OpenCV camera-to-world pose of ``P``.
 
-    RQ decomposition of the left 3 x 3 block; the overall sign and scale of ``P`` do not matter.
+    RQ decomposition of the left 3 x 3 block ``M = K R``. RQ fixes ``K`` and ``R`` only up to the signs of ``K``'s
+    columns and the matching rows of ``R``: these are flipped so that ``K`` has a positive diagonal. If ``R`` then has
+    determinant -1, ``P`` was given up to a negative factor; ``P`` and ``-P`` project every point identically (the
+    same camera), so ``R`` is negated. The overall sign and scale of ``P`` thus do not matter, and an export that puts
+    a negative focal length in ``K`` together with a flipped row of ``R`` (the same product) reads as the camera it is.
+
+    The pose looks along its +z axis. Whether the scene is in front is not decided here: a matrix that mirrors the
+    image (one image axis flipped, which no pinhole camera does) comes out as a camera facing away from what it
+    projects; :func:`camera_from_projection` refuses those.
     """
     from scipy.linalg import rq
 
@@ -49,6 +57,28 @@ def decompose_projection(
     c2w[:3, :3] = R.T
     c2w[:3, 3] = -np.linalg.solve(M, P[:, 3])  # camera centre: the null space of P
     return K / K[2, 2], c2w
+
+
+def camera_from_projection(
+    P: Float[np.ndarray, "3 4"], where: str
+) -> tuple[Float[np.ndarray, "3 3"], Float[np.ndarray, "4 4"]]:
+    """:func:`decompose_projection` of a camera that must look at the unit sphere's centre (the origin).
+
+    ValueError, prefixed with ``where``, when the matrix is singular or the origin lies behind the camera: a camera
+    facing away from the object, or a matrix that mirrors the image. Either way no pinhole camera with positive focal
+    lengths sees the object through ``P``, and training on it would only sample empty space.
+    """
+    try:
+        K, c2w = decompose_projection(P)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    depth = float(c2w[:3, 2] @ -c2w[:3, 3])  # the origin along the viewing axis (+z, OpenCV)
+    if depth <= 0:
+        raise ValueError(
+            f"{where}: the unit sphere's centre is behind the camera (depth {depth:.3g}): the camera faces away from "
+            "the object, or the matrix mirrors the image (a negative focal length without the matching flip of R)"
+        )
+    return K, c2w
 
 
 def opencv_to_opengl(c2w: Float[np.ndarray, "*batch 4 4"]) -> Float[np.ndarray, "*batch 4 4"]:
@@ -219,10 +249,8 @@ class NeuSScan:
             sizes = sizes or mask_sizes
         Ks, poses = [], []
         for i, (world_mat, scale_mat) in enumerate(zip(world_mats, scale_mats)):
-            try:
-                K, c2w = decompose_projection((world_mat @ scale_mat)[:3])
-            except ValueError as err:
-                raise ValueError(f"{cam_path}: world_mat_{i} @ scale_mat_{i}: {err}") from err
+            where = f"{cam_path}: camera {i} (world_mat_{i}{f', {views[i]}' if views else ''})"
+            K, c2w = camera_from_projection((world_mat @ scale_mat)[:3], where)
             Ks.append(K)
             poses.append(c2w)
         return NeuSScan(root, image_paths, mask_paths, sizes, np.stack(Ks), np.stack(poses), scale_mats[0], world_mats)

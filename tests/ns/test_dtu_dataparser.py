@@ -11,7 +11,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from norm_nerf.data.cameras import project
+from norm_nerf.data.cameras import focal_to_fit_sphere, intrinsics, project
 from norm_nerf.data.neus_layout import decompose_projection, normalized_to_world
 from norm_nerf.data.raycast import cast_rays
 from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig, split_indices
@@ -134,6 +134,68 @@ def broken(dtu_scan_parser, tmp_path):
     dst = tmp_path / "scan"
     shutil.copytree(dtu_scan_parser, dst, ignore=shutil.ignore_patterns("gt"))
     return dst
+
+
+def _save_world_mats(scan, edits: dict[int, np.ndarray]) -> None:
+    cams = dict(np.load(scan / "cameras_sphere.npz"))
+    cams.update({f"world_mat_{i}": P for i, P in edits.items()})
+    np.savez(scan / "cameras_sphere.npz", **cams)
+
+
+def _k_and_rt(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The writer's K (DTUSceneConfig: distance 3, the unit sphere fills the shorter side) and [R | t] = K^-1 P."""
+    K = intrinsics(W, H, focal_to_fit_sphere(3.0, 1.0, min(W, H)))
+    return K, np.linalg.solve(K, P[:3])
+
+
+def test_sign_conventions_of_world_mat_give_the_same_camera(broken, tmp_path) -> None:
+    """P and -P (any scale) are one camera; a negative focal length with the matching flipped row of R as well."""
+    original = _parse(broken, tmp_path / "a", eval_mode="all").cameras
+    cams = np.load(broken / "cameras_sphere.npz")
+    flip_x, flip_z = np.diag([-1.0, 1.0, 1.0]), np.diag([1.0, 1.0, -1.0])
+    K, Rt = _k_and_rt(cams["world_mat_3"])
+    K4, Rt4 = _k_and_rt(cams["world_mat_4"])
+    edits = {
+        1: -cams["world_mat_1"],
+        2: -0.01 * cams["world_mat_2"],
+        3: np.vstack([(K @ flip_x) @ (flip_x @ Rt), [0, 0, 0, 1]]),  # fx < 0 and R's first row negated
+        4: np.vstack([(K4 @ flip_z) @ (flip_z @ Rt4), [0, 0, 0, 1]]),  # K[2, 2] = -1 and R's last row negated
+    }
+    assert (K @ flip_x)[0, 0] < 0 and np.linalg.det(flip_x @ Rt[:, :3]) < 0
+    _save_world_mats(broken, edits)
+    parsed = _parse(broken, tmp_path / "b", eval_mode="all").cameras
+    for name in ("camera_to_worlds", "fx", "fy", "cx", "cy", "width", "height"):
+        torch.testing.assert_close(getattr(parsed, name), getattr(original, name), atol=1e-5, rtol=1e-5)
+    c2w = parsed.camera_to_worlds.double()
+    centres, forward = c2w[:, :, 3], -c2w[:, :, 2]  # OpenGL: the camera looks down -z
+    assert ((forward * -centres).sum(-1) / centres.norm(dim=-1) > 1 - 1e-5).all()  # straight at the object
+
+
+def _looking_away(P: np.ndarray) -> np.ndarray:
+    """The camera of ``P`` turned around: same centre and intrinsics, looking away from the unit sphere."""
+    K, Rt = _k_and_rt(P)
+    R = np.diag([-1.0, 1.0, -1.0]) @ Rt[:, :3]  # half a turn about the camera's y axis
+    centre = -np.linalg.solve(Rt[:, :3], Rt[:, 3])
+    return np.vstack([K @ np.concatenate([R, (-R @ centre)[:, None]], axis=1), [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _looking_away,
+        lambda P: -_looking_away(P),
+        lambda P: np.diag([-1.0, 1.0, 1.0, 1.0]) @ P,  # a mirrored image: fx < 0 with R kept
+    ],
+    ids=["away", "away-negated", "mirrored"],
+)
+def test_camera_facing_away_is_refused(broken, tmp_path, edit) -> None:
+    _save_world_mats(broken, {3: edit(np.load(broken / "cameras_sphere.npz")["world_mat_3"])})
+    message = (
+        r"cameras_sphere.npz: camera 3 \(world_mat_3, image .*000003.png\): the unit sphere's centre is behind the "
+        r"camera \(depth -[0-9.]+\): the camera faces away from the object, or the matrix mirrors the image"
+    )
+    with pytest.raises(ValueError, match=message):
+        _parse(broken, tmp_path)
 
 
 def test_missing_folder(tmp_path) -> None:
