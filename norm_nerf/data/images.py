@@ -8,12 +8,14 @@ How files become floats (:func:`read_image`):
   become RGB (Pillow's conversion, no ICC colour management); premultiplied ``RGBa``/``La`` become ``RGBA``/``LA``;
 * integer images are divided by the maximum of their type (8-bit by 255, 16-bit by 65535). Pillow reads some
   16-bit files and 32-bit integer TIFFs as 32-bit ``I`` images: those are divided by 65535 when their values lie in
-  [0, 65535];
+  [0, 65535]. Pillow reads 16-bit PNGs and TIFFs with colour or alpha (RGB, RGBA, gray+alpha) at 8 bits, so those
+  are decoded at full depth by OpenCV (PNG, a nerfstudio dependency) and tifffile (TIFF, a scikit-image one);
 * float images must already lie in [0, 1]. Other ranges (and negative or over-range integer images) are refused
   with the observed minimum and maximum, unless the caller asks for min-max scaling (``out_of_range="minmax"``),
   which only CT does, where intensities are arbitrary (``norm-inr ct`` says so in a notice);
 * NaN or infinite pixels, and images with a side shorter than :data:`MIN_IMAGE_SIDE`, are refused;
-* TIFFs that Pillow cannot open (multi-channel float, float64) are read with tifffile when it is installed.
+* TIFFs that Pillow cannot open (multi-channel float, float64) are read with tifffile when it is installed;
+* other formats (OpenEXR, Radiance HDR, ...) are refused naming the format and the supported suffixes.
 
 :func:`load_image` then composites alpha on white (the NeRF-synthetic convention), converts to gray or RGB and
 area-downsamples.
@@ -31,6 +33,12 @@ from torch import Tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 """File suffixes (any case) taken as images when a folder is listed: the formats :func:`read_image` decodes."""
+
+_SIGNATURES = {b"\x76\x2f\x31\x01": "OpenEXR", b"#?RADIANCE": "Radiance HDR", b"#?RGBE": "Radiance HDR"}
+"""Leading bytes of formats that are not decoded, for the message that refuses them."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DEEP_COLOR_TYPES = {2: "RGB", 4: "gray+alpha", 6: "RGBA"}
+"""PNG colour types that Pillow reads at 8 bits when their bit depth is 16 (16-bit gray it reads at full depth)."""
 
 MIN_IMAGE_SIDE = 3
 """Smallest accepted image side in pixels: SSIM's smallest window spans 3 pixels."""
@@ -119,6 +127,88 @@ def _read_tiff_fallback(path: Path) -> np.ndarray | None:
         return None
 
 
+def _unsupported_format(path: Path) -> str | None:
+    """What a file that :func:`read_image` does not decode is ("OpenEXR images", "'.xyz' files"): by its leading bytes
+    (EXR, HDR), else by a suffix outside :data:`IMAGE_SUFFIXES`; None for a supported suffix (then it is broken)."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    for signature, name in _SIGNATURES.items():
+        if head.startswith(signature):
+            return f"{name} images"
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return None
+    return f"'{path.suffix}' files" if path.suffix else "files without a suffix"
+
+
+def _deep_png_color_type(path: Path) -> int | None:
+    """The colour type of a 16-bit RGB, RGBA or gray+alpha PNG (read from its header), else None."""
+    with path.open("rb") as f:
+        head = f.read(26)
+    is_png = head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and len(head) == 26
+    return head[25] if is_png and head[24] == 16 and head[25] in _PNG_DEEP_COLOR_TYPES else None
+
+
+def _read_deep_png(path: Path, color_type: int) -> np.ndarray:
+    """A 16-bit RGB, RGBA or gray+alpha PNG as uint16 (H, W, 3/4/2) at full depth, decoded by OpenCV."""
+    try:
+        import cv2
+    except ImportError:
+        raise ImageError(
+            f"{path}: 16-bit {_PNG_DEEP_COLOR_TYPES[color_type]} PNG: reading it at full depth needs OpenCV "
+            "(pip install opencv-python-headless); Pillow would read it at 8 bits"
+        ) from None
+    arr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise ImageError(f"{path}: could not read 16-bit {_PNG_DEEP_COLOR_TYPES[color_type]} PNG")
+    if color_type == 4:  # OpenCV expands gray+alpha to BGRA
+        return arr[..., [0, 3]]
+    return arr[..., [2, 1, 0, 3][: arr.shape[-1]]]  # BGR(A) -> RGB(A)
+
+
+def _is_deep_color_tiff(img: Any) -> bool:
+    """True for a TIFF with colour or alpha and more than 8 bits per sample, which Pillow reads at 8 bits."""
+    if img.format != "TIFF" or img.mode not in ("RGB", "RGBA", "LA"):
+        return False
+    bits = img.tag_v2.get(258, 8)  # BitsPerSample: one number, or one per sample
+    return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+
+
+def _read_deep_tiff(path: Path) -> np.ndarray:
+    """A TIFF with more than 8 bits per colour sample at full depth, read by tifffile (a scikit-image dependency)."""
+    arr = _read_tiff_fallback(path)
+    if arr is None:
+        raise ImageError(f"{path}: colour TIFF of more than 8 bits per sample: reading it needs tifffile")
+    return arr
+
+
+def _read_pixels(path: Path) -> tuple[np.ndarray, str]:
+    """The raw pixels of an image file and a name of how they were read (Pillow's mode, or the other reader)."""
+    from PIL import Image, UnidentifiedImageError
+
+    color_type = _deep_png_color_type(path)
+    if color_type is not None:
+        return _read_deep_png(path, color_type), f"16-bit {_PNG_DEEP_COLOR_TYPES[color_type]} PNG"
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if _is_deep_color_tiff(img):
+                return _read_deep_tiff(path), f"{img.mode} TIFF of more than 8 bits"
+            return pil_array(img, path), img.mode
+    except (UnidentifiedImageError, OSError) as err:
+        arr = _read_tiff_fallback(path)
+        if arr is not None:
+            return arr, f"tifffile {arr.dtype}"
+        unsupported = _unsupported_format(path)
+        if unsupported is not None:
+            raise ImageError(
+                f"{path}: {unsupported} are not supported; supported formats: {', '.join(IMAGE_SUFFIXES)} "
+                "(convert it, e.g. to a 16-bit PNG or a float TIFF in [0, 1])"
+            ) from None
+        if isinstance(err, UnidentifiedImageError):
+            raise ImageError(f"{path}: not a readable image file") from None
+        raise ImageError(f"{path}: could not read image ({err})") from None
+
+
 def read_image(
     path: str | Path,
     out_of_range: OutOfRange = "refuse",
@@ -130,23 +220,10 @@ def read_image(
     Conversions and refusals follow the module docstring; ``notes`` (when given) collects what was changed. Values
     are computed in float64 and returned as ``dtype``.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            arr = pil_array(img, path)
-    except (UnidentifiedImageError, OSError) as err:
-        arr = _read_tiff_fallback(path)
-        if arr is None:
-            if isinstance(err, UnidentifiedImageError):
-                raise ImageError(f"{path}: not a readable image file") from None
-            raise ImageError(f"{path}: could not read image ({err})") from None
-        mode = f"tifffile {arr.dtype}"
+    arr, mode = _read_pixels(path)
     data = _to_float(arr, path, out_of_range, notes)
     if data.ndim == 2:
         data = data[..., None]

@@ -4,13 +4,17 @@ tasks and norm-eval-blender, the folder listing shared by the image task, the Ne
 from __future__ import annotations
 
 import ast
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from norm_nerf.data.images import IMAGE_SUFFIXES, bundled_image, list_images, load_image
+from norm_nerf.data.images import IMAGE_SUFFIXES, ImageError, bundled_image, list_images, load_image, read_image
 from norm_nerf.eval.blender_eval import composite
 from norm_nerf.eval.blender_eval import load_image as load_eval_image
 
@@ -54,3 +58,54 @@ def test_bundled_pictures() -> None:
     assert bundled_image("astronaut", 16).shape == (16, 16, 3)
     camera = bundled_image("camera", 8)
     assert camera.shape == (8, 8, 1) and float(camera.min()) >= 0 and float(camera.max()) <= 1
+
+
+def write_png16(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit PNG written byte by byte (Pillow cannot write 16-bit colour): gray, gray+alpha, RGB or RGBA."""
+    height, width, channels = pixels.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)  # filter type 0 on every row
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_16_bit_png_is_read_at_full_depth(tmp_path, channels: int) -> None:
+    """Values 257 k + 1 differ from 8-bit values only in the low byte: an 8-bit reading would give k / 255."""
+    k = np.random.default_rng(channels).integers(0, 255, (5, 6, channels))
+    pixels = (257 * k + 1).astype(np.uint16)
+    path = write_png16(tmp_path / "deep.png", pixels)
+    np.testing.assert_array_equal(read_image(path, dtype=np.float64), pixels / 65535.0)
+    assert load_image(path).shape == (5, 6, 1 if channels <= 2 else 3)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_color_tiff_is_read_at_full_depth(tmp_path, channels: int) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    pixels = (257 * np.random.default_rng(channels).integers(0, 255, (5, 6, channels)) + 1).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "deep.tif", pixels, photometric="rgb", extrasamples=["unassalpha"][: channels - 3])
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.tif", dtype=np.float64), pixels / 65535.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "what"),
+    [
+        ("render.exr", b"\x76\x2f\x31\x01" + bytes(60), "OpenEXR images"),
+        ("sky.hdr", b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 4 +X 4\n" + bytes(64), "Radiance HDR images"),
+        ("renamed.png", b"\x76\x2f\x31\x01" + bytes(60), "OpenEXR images"),
+        ("scan.xyz", b"whatever", "'.xyz' files"),
+    ],
+    ids=["exr", "hdr", "exr-named-png", "unknown-suffix"],
+)
+def test_unsupported_formats_are_named_with_the_supported_ones(tmp_path, name: str, content: bytes, what: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    supported = ", ".join(IMAGE_SUFFIXES)
+    message = f"{tmp_path / name}: {what} are not supported; supported formats: {supported} "
+    with pytest.raises(ImageError, match="^" + re.escape(message)):
+        read_image(tmp_path / name)
