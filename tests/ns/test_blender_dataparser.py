@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from norm_nerf.ns.blender_dataparser import BlenderDataError, NormBlenderDataParserConfig, check_blender_split
@@ -55,8 +59,6 @@ def test_missing_and_inconsistent_images(tmp_path, tiny_scene) -> None:
 
 
 def test_downscaled_copies_match_block_averages(tiny_scene, tmp_path) -> None:
-    import numpy as np
-    import torch
     from nerfstudio.data.datasets.base_dataset import InputDataset
 
     before = sorted(p.name for p in tiny_scene.rglob("*"))
@@ -176,7 +178,17 @@ def _set_meta(key: str, value):
         (_set_meta("camera_angle_y", 40), r"camera_angle_y is 40: .*looks like degrees"),
         (_set_meta("fl_x", 0), r"fl_x is 0: a focal length in pixels must be a finite number > 0"),
         (_set_meta("fl_y", float("inf")), r"fl_y is inf: a focal length in pixels must be"),
-        (lambda meta: meta.pop("camera_angle_x"), r"has no camera_angle_x"),
+        (lambda meta: meta.pop("camera_angle_x"), r"has no camera_angle_x or fl_x"),
+        (_set_meta("cx", "8"), r"cx is '8': the principal point \(pixels\) must be a finite number"),
+        (_set_meta("cy", float("nan")), r"cy is nan: the principal point"),
+        (_set_meta("w", 16.5), r"w is 16\.5: the image width must be a whole number > 0"),
+        (_set_meta("h", 0), r"h is 0: the image height must be a whole number > 0"),
+        (_set_meta("k1", 0.01), r"lens distortion \(k1 = 0\.01\) is not supported: norm-blender reads pinhole"),
+        (_set_meta("camera_model", "OPENCV_FISHEYE"), r"camera_model 'OPENCV_FISHEYE' is not supported"),
+        (
+            lambda meta: meta["frames"][3].update(fl_x=20.0, cx=3.0),
+            r"frame 3 \(./train/r_3\): has its own fl_x, cx: per-frame intrinsics are not supported",
+        ),
     ],
 )
 def test_bad_intrinsics(tmp_path, tiny_scene, edit, message) -> None:
@@ -209,3 +221,132 @@ def test_downscaled_path_checks_poses_too(tmp_path, tiny_scene) -> None:
     with pytest.raises(BlenderDataError, match="frame 0 .*non-finite"):
         cfg.setup().get_dataparser_outputs("train")
     assert not (tmp_path / "cache").exists()  # refused before anything is written
+
+
+# ---- intrinsics from transforms.json (fl_x, fl_y, cx, cy, w, h) ----
+
+SIZE = 16  # tiny_scene (tests/conftest.py)
+FL_X, FL_Y, CX, CY = 30.0, 26.0, 6.5, 9.25  # off-centre principal point, non-square pixels
+
+
+def _set_intrinsics(**values):
+    def edit(meta):
+        meta.update(values)
+
+    return edit
+
+
+def _angle(focal: float, side: int = SIZE) -> float:
+    return 2.0 * math.atan(0.5 * side / focal)
+
+
+def _pixel(c2w: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """(row, col) of ``point`` by hand: OpenGL camera (x right, y up, looking down -z), pixel centres at j + 0.5."""
+    x, y, z = c2w[:3, :3].T @ (point - c2w[:3, 3])
+    return np.array([CY - FL_Y * y / -z, CX + FL_X * x / -z])
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+def test_off_centre_principal_point_rays_pass_through_the_expected_points(tmp_path, tiny_scene, factor: int) -> None:
+    scene = _copy(tiny_scene, tmp_path)
+    _edit_meta(scene, _set_intrinsics(camera_angle_x=_angle(FL_X), fl_x=FL_X, fl_y=FL_Y, cx=CX, cy=CY, w=16, h=16))
+    cfg = NormBlenderDataParserConfig(data=scene, downscale_factor=factor, cache_dir=tmp_path / "cache")
+    cameras = cfg.setup().get_dataparser_outputs("train").cameras
+    poses = [
+        np.asarray(f["transform_matrix"]) for f in json.loads((scene / "transforms_train.json").read_text())["frames"]
+    ]
+    assert int(cameras.width[0]) == SIZE // factor and int(cameras.height[0]) == SIZE // factor
+    # the ray through pixel (row 3, col 12): its centre is at (3.5, 12.5), the direction built from fx, fy, cx, cy
+    coords = torch.tensor([[3.5, 12.5]]) / factor
+    expected = poses[0][:3, :3] @ np.array([(12.5 - CX) / FL_X, -(3.5 - CY) / FL_Y, -1.0])
+    ray = cameras.generate_rays(camera_indices=0, coords=coords)
+    np.testing.assert_allclose(ray.origins[0].double().numpy(), poses[0][:3, 3], atol=1e-5)
+    np.testing.assert_allclose(ray.directions[0].double().numpy(), expected / np.linalg.norm(expected), atol=1e-5)
+    # points projected by hand onto pixels lie on the rays that nerfstudio generates through those pixels
+    points = np.random.default_rng(0).uniform(-0.5, 0.5, (8, 3))
+    for i, c2w in enumerate(poses):
+        pixels = torch.from_numpy(np.stack([_pixel(c2w, p) for p in points]) / factor).float()
+        rays = cameras.generate_rays(camera_indices=i, coords=pixels)
+        origins, dirs = rays.origins.double().numpy(), rays.directions.double().numpy()
+        rel = points - origins
+        off_ray = np.linalg.norm(rel - (rel * dirs).sum(-1, keepdims=True) * dirs, axis=-1)
+        assert off_ray.max() < 1e-4
+
+
+def test_intrinsics_defaults(tmp_path, tiny_scene) -> None:
+    """fl_x alone: fy = fx and the principal point at the image centre; camera_angle_y gives fy."""
+    scene = _copy(tiny_scene, tmp_path)
+    _edit_meta(scene, lambda meta: meta.pop("camera_angle_x"))
+    _edit_meta(scene, _set_intrinsics(fl_x=FL_X))
+    cameras = _parse(scene).cameras
+    assert (float(cameras.fx[0]), float(cameras.fy[0]), float(cameras.cx[0]), float(cameras.cy[0])) == (30, 30, 8, 8)
+    _edit_meta(scene, _set_intrinsics(camera_angle_y=_angle(FL_Y)))
+    assert float(_parse(scene).cameras.fy[0]) == pytest.approx(FL_Y)
+
+
+def test_focal_length_given_twice_must_agree(tmp_path, tiny_scene) -> None:
+    scene = _copy(tiny_scene, tmp_path)
+    _edit_meta(scene, _set_intrinsics(camera_angle_x=_angle(FL_X), fl_x=FL_X * 1.004))  # within 0.5 %: fl_x is used
+    assert float(_parse(scene).cameras.fx[0]) == pytest.approx(FL_X * 1.004)
+    _edit_meta(scene, _set_intrinsics(fl_x=FL_X * 1.01))
+    both = (
+        f"fl_x is 30.3 but camera_angle_x {_angle(FL_X):g} gives 30 (0.5 * 16 px / tan(camera_angle_x / 2)), 1% apart"
+    )
+    message = "transforms_train.json: " + re.escape(both)
+    with pytest.raises(BlenderDataError, match=message):
+        _parse(scene)
+    _edit_meta(scene, _set_intrinsics(fl_x=FL_X, fl_y=FL_Y, camera_angle_y=_angle(FL_X)))
+    with pytest.raises(BlenderDataError, match=r"fl_y is 26 but camera_angle_y .* gives 30"):
+        _parse(scene)
+
+
+def test_image_size_keys_must_match_the_images(tmp_path, tiny_scene) -> None:
+    scene = _copy(tiny_scene, tmp_path)
+    _edit_meta(scene, _set_intrinsics(w=32, h=16))
+    with pytest.raises(BlenderDataError, match=r"transforms_train.json: w x h is 32x16, but the images are 16x16 \(.*"):
+        _parse(scene)
+
+
+def test_file_path_with_png_suffix(tmp_path, tiny_scene) -> None:
+    scene = _copy(tiny_scene, tmp_path)
+
+    def add_suffix(meta):
+        for frame in meta["frames"]:
+            frame["file_path"] += ".png"
+
+    _edit_meta(scene, add_suffix)
+    assert _parse(scene).image_filenames == [scene / "train" / f"r_{i}.png" for i in range(6)]
+    _edit_meta(scene, lambda meta: meta["frames"][2].update(file_path="./train/r_2.exr"))
+    (scene / "train" / "r_2.exr").write_bytes(b"\x76\x2f\x31\x01")
+    with pytest.raises(BlenderDataError, match=r"r_2.exr: image of frame 2 in transforms_train.json: '.exr' files are"):
+        _parse(scene)
+
+
+@pytest.mark.parametrize(
+    ("make", "mode"),
+    [
+        (lambda rgba: Image.fromarray(rgba).convert("P"), "P"),
+        (lambda rgba: Image.fromarray(rgba[..., 0].astype(np.uint16) * 257), "I;16"),
+        (lambda rgba: Image.fromarray(rgba).convert("LA"), "LA"),
+    ],
+    ids=["palette", "16-bit-gray", "gray-alpha"],
+)
+def test_images_that_nerfstudio_misreads_are_refused(tmp_path, tiny_scene, make, mode: str) -> None:
+    scene = _copy(tiny_scene, tmp_path)
+    image = scene / "train" / "r_1.png"
+    make(np.asarray(Image.open(image))).save(image)
+    with pytest.raises(BlenderDataError, match=f"r_1.png: Pillow mode {mode}: nerfstudio's image loader reads only"):
+        _parse(scene)
+
+
+def test_16_bit_rgb_png_trains_at_8_bits(tmp_path, tiny_scene) -> None:
+    """nerfstudio's loader (Pillow) reads a 16-bit RGB PNG at 8 bits: the high byte of every value."""
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    from tests.data.test_images import write_png16
+
+    scene = _copy(tiny_scene, tmp_path)
+    deep = (257 * np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3)) + 1).astype(np.uint16)
+    write_png16(scene / "train" / "r_0.png", deep)
+    image = InputDataset(_parse(scene)).get_image_float32(0).numpy()
+    np.testing.assert_array_equal(image, (deep >> 8).astype(np.float32) / 255.0)
