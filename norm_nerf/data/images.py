@@ -242,6 +242,30 @@ def check_image_size(height: int, width: int, path: Path | str, after: str = "")
         )
 
 
+NERFSTUDIO_MODES = ("L", "RGB", "RGBA")
+"""Pillow modes that nerfstudio's image loader reads correctly (it takes Pillow's pixels as 8-bit arrays)."""
+
+
+def nerfstudio_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image that nerfstudio's image loader reads correctly; ImageError naming the file when it
+    is unreadable or of a Pillow mode outside :data:`NERFSTUDIO_MODES`, which that loader misreads (palette indices
+    as gray, 16-bit gray modulo 256, 1-bit as 0/1, CMYK as RGBA). 16-bit RGB(A) PNGs pass: Pillow gives their high
+    bytes."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            size, mode = img.size, img.mode
+    except (UnidentifiedImageError, OSError):
+        raise ImageError(f"{path}: not a readable image") from None
+    if mode not in NERFSTUDIO_MODES:
+        raise ImageError(
+            f"{path}: Pillow mode {mode}: nerfstudio's image loader reads only 8-bit gray, RGB or RGBA images and "
+            "would misread this one; save it as an 8-bit RGB or RGBA PNG"
+        )
+    return size
+
+
 def list_images(folder: Path | str) -> list[Path]:
     """The image files of ``folder`` (by :data:`IMAGE_SUFFIXES`, any case), sorted by name; empty when none."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

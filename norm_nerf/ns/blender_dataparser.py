@@ -41,15 +41,13 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from norm_nerf.data import derived
-from norm_nerf.data.images import IMAGE_SUFFIXES
+from norm_nerf.data.images import IMAGE_SUFFIXES, nerfstudio_image_size
 
 DEFAULT_CACHE_ROOT = Path("outputs/cache/norm-blender")
 ROTATION_TOLERANCE = 0.01
 """Largest |R^T R - I| entry accepted for the rotation block of a pose (Blender camera poses are rigid)."""
 FOCAL_TOLERANCE = 0.005
 """Largest relative difference accepted between ``fl_x`` and the focal length from ``camera_angle_x`` (and y)."""
-NERFSTUDIO_MODES = ("L", "RGB", "RGBA")
-"""Pillow modes that nerfstudio's image loader (8-bit arrays, gray repeated to RGB) reads correctly."""
 PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV")
 """``camera_model`` values accepted (OPENCV only without distortion)."""
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -142,23 +140,11 @@ def frame_image_path(data: Path, file_path: str, what: str) -> Path:
 
 
 def _image_size(paths: list[Path], meta_path: Path) -> tuple[int, int]:
-    """The (width, height) shared by all images; BlenderDataError for unreadable images, modes nerfstudio's loader
-    misreads (:data:`NERFSTUDIO_MODES`) and different sizes."""
-    from PIL import Image, UnidentifiedImageError
-
+    """The (width, height) shared by all images; ImageError for unreadable images and modes nerfstudio's loader
+    misreads (:func:`~norm_nerf.data.images.nerfstudio_image_size`), BlenderDataError for different sizes."""
     sizes: dict[tuple[int, int], Path] = {}
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                sizes.setdefault(img.size, path)
-                mode = img.mode
-        except (UnidentifiedImageError, OSError):
-            raise BlenderDataError(f"{path}: not a readable image") from None
-        if mode not in NERFSTUDIO_MODES:
-            raise BlenderDataError(
-                f"{path}: Pillow mode {mode}: nerfstudio's image loader reads only 8-bit gray, RGB or RGBA images "
-                "and would misread this one; save it as an 8-bit RGB or RGBA PNG"
-            )
+        sizes.setdefault(nerfstudio_image_size(path), path)
     if len(sizes) > 1:
         (s1, p1), (s2, p2) = list(sizes.items())[:2]
         raise BlenderDataError(f"images of different sizes in {meta_path.name}: {p1} is {s1}, {p2} is {s2}")

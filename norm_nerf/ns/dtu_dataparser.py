@@ -32,6 +32,7 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from norm_nerf.data import derived
+from norm_nerf.data.images import nerfstudio_image_size
 from norm_nerf.data.neus_layout import NeuSScan, opencv_to_opengl, similarity_parts, write_mask
 
 DEFAULT_CACHE_ROOT = Path("outputs/cache/norm-dtu")
@@ -116,6 +117,8 @@ class NormDTUDataParser(DataParser):
             raise ValueError(f"{cfg.data}: split {split!r} is empty ({len(scan.image_paths)} views)")
         f = cfg.downscale_factor
         images = [scan.image_paths[i] for i in idx]
+        for path in images:
+            nerfstudio_image_size(path)  # refuses the image modes that nerfstudio's loader misreads
         if f > 1:
             images = self._cache_files(images, "image", mask=False)
         masks = None

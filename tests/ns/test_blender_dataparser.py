@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from norm_nerf.data.images import ImageError
 from norm_nerf.ns.blender_dataparser import BlenderDataError, NormBlenderDataParserConfig, check_blender_split
 
 
@@ -335,7 +336,7 @@ def test_images_that_nerfstudio_misreads_are_refused(tmp_path, tiny_scene, make,
     scene = _copy(tiny_scene, tmp_path)
     image = scene / "train" / "r_1.png"
     make(np.asarray(Image.open(image))).save(image)
-    with pytest.raises(BlenderDataError, match=f"r_1.png: Pillow mode {mode}: nerfstudio's image loader reads only"):
+    with pytest.raises(ImageError, match=f"r_1.png: Pillow mode {mode}: nerfstudio's image loader reads only"):
         _parse(scene)
 
 

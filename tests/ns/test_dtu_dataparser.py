@@ -12,6 +12,7 @@ import trimesh
 from PIL import Image
 
 from norm_nerf.data.cameras import focal_to_fit_sphere, intrinsics, project
+from norm_nerf.data.images import ImageError
 from norm_nerf.data.neus_layout import decompose_projection, normalized_to_world
 from norm_nerf.data.raycast import cast_rays
 from norm_nerf.ns.dtu_dataparser import NormDTUDataParserConfig, split_indices
@@ -234,6 +235,14 @@ def test_missing_mask_folder(broken, tmp_path) -> None:
 def test_unreadable_image(broken, tmp_path) -> None:
     (broken / "image" / "000002.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="000002.png: cannot read image"):
+        _parse(broken, tmp_path)
+
+
+def test_palette_image_is_refused(broken, tmp_path) -> None:
+    """nerfstudio's image loader would read the palette indices as gray values."""
+    image = broken / "image" / "000001.png"
+    Image.open(image).convert("P").save(image)
+    with pytest.raises(ImageError, match="000001.png: Pillow mode P: nerfstudio's image loader reads only"):
         _parse(broken, tmp_path)
 
 
