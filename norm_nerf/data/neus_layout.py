@@ -219,7 +219,8 @@ class NeuSScan:
 
         The i-th image (and mask) in sorted order is view i, with ``world_mat_i`` and ``scale_mat_i``; without
         ``images`` the views are ``world_mat_0 ... world_mat_{n-1}``. One ``scale_mat`` for all views; masks as many
-        as views, each of its image's size; every file error names the file.
+        as views, each of its image's size; every camera must face the unit sphere's centre
+        (:func:`camera_from_projection`); every file error names the file.
         """
         root = Path(root)
         if not root.is_dir():

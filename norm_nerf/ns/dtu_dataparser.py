@@ -3,7 +3,8 @@
 Cameras: ``world_mat_i @ scale_mat_i`` is decomposed into ``K`` and a pose in the normalised frame, where the object
 lies in the unit sphere; poses are converted from OpenCV to nerfstudio's OpenGL camera axes. IDR puts pixel centres
 at integer coordinates, nerfstudio at ``j + 0.5``, so ``cx = K[0, 2] + 0.5`` (and ``cy`` alike). The scene box is
-[-1, 1]^3.
+[-1, 1]^3. A camera that does not face the unit sphere's centre is refused (``neus_layout.camera_from_projection``), and
+so are images of modes that nerfstudio's image loader misreads (``images.nerfstudio_image_size``).
 
 Back to world coordinates: ``metadata["scale_mat"]`` (world = scale_mat @ normalised), also written into
 ``dataparser_transforms.json`` next to nerfstudio's own ``transform``/``scale``, which encode the same similarity
