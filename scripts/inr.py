@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import tyro
@@ -9,7 +10,7 @@ import tyro
 from norm_nerf.analysis.run import FreqConfig, NtkConfig, run_analysis
 from norm_nerf.tasks.common import TaskConfig
 from norm_nerf.tasks.run import TaskCommand, print_summary, run_task
-from norm_nerf.tasks.table import TableConfig, run_table
+from norm_nerf.tasks.table import TableConfig, join_extra_words, run_table
 from norm_nerf.utils.cli import run_cli
 
 Command = (
@@ -32,7 +33,8 @@ def main(cfg: Command) -> None:
 
 def entrypoint() -> None:
     """Console script ``norm-inr``."""
-    run_cli(lambda: main(tyro.cli(Command)))  # type: ignore[call-overload]
+    args = join_extra_words(sys.argv[1:])  # --extra "--lr 0.01" under tyro 0.9 and 1.x alike
+    run_cli(lambda: main(tyro.cli(Command, args=args)))  # type: ignore[call-overload]
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
 
+from norm_nerf.core.compat import is_compiling
 from norm_nerf.core.cpu_kernels import cpu_kernels, kernel_applies, kernels_wanted
 from norm_nerf.core.functions.autograd import functorch_active
 
@@ -85,7 +86,7 @@ class Softplus(nn.Module):
     def _use_kernels(self, x: Tensor) -> bool:
         if not (kernels_wanted(self.impl) and self._kernel_beta):
             return False
-        return not (functorch_active() or torch.compiler.is_compiling()) and kernel_applies(x)
+        return not (functorch_active() or is_compiling()) and kernel_applies(x)
 
     def forward(self, x: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
         if self._use_kernels(x):

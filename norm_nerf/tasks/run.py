@@ -383,9 +383,10 @@ def run_shape(cfg: ShapeTaskConfig) -> dict[str, Any]:
 RUNNERS = {ImageTaskConfig: run_image, CTTaskConfig: run_ct, MRITaskConfig: run_mri, ShapeTaskConfig: run_shape}
 
 
-def parse_task(args: Sequence[str], prog: str = "python -m norm_nerf.tasks") -> TaskConfig:
-    """The config of ``<task> <flags>`` (tyro; ``--help`` and bad flags exit as tyro does)."""
-    return tyro.cli(TaskCommand, args=list(args), prog=prog)  # type: ignore[call-overload]
+def parse_task(args: Sequence[str], prog: str = "python -m norm_nerf.tasks", return_unknown_args: bool = False) -> Any:
+    """The config of ``<task> <flags>`` (tyro; ``--help`` and bad flags exit as tyro does). With
+    ``return_unknown_args``: ``(config, flags it does not know)``, so a caller can name them itself."""
+    return tyro.cli(TaskCommand, args=list(args), prog=prog, return_unknown_args=return_unknown_args)  # type: ignore[call-overload]
 
 
 def run_task(cfg: TaskConfig) -> dict[str, Any]:

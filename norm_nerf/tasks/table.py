@@ -14,9 +14,7 @@ log) on the console, in ``table.md`` and in ``results.json`` under ``failed``, a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import math
 import os
@@ -148,6 +146,28 @@ class TableConfig:
         # --extra "--schedule cosine": one quoted word per option (argparse takes a word that starts with "--" and
         # holds a space as a value); split it into the cell's flags.
         self.extra = tuple(token for word in self.extra for token in _split_words("--extra", word))
+
+
+def join_extra_words(argv: list[str]) -> list[str]:
+    """``--extra WORD [WORD ...]`` rewritten as ``--extra=WORD WORD``, so that every tyro nerfstudio accepts parses it.
+
+    tyro 0.9 (argparse) takes a word that starts with ``--`` and holds a space as a value; tyro 1.x reads it as an
+    unknown option. Words after ``--extra`` are taken as argparse takes them: up to the first word that starts with
+    ``-`` and holds no space."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        out.append(argv[i])
+        i += 1
+        if out[-1] != "--extra":
+            continue
+        words = []
+        while i < len(argv) and (" " in argv[i] or not argv[i].startswith("-")):
+            words.append(argv[i])
+            i += 1
+        if words:
+            out[-1] = "--extra=" + " ".join(words)
+    return out
 
 
 def _split_words(option: str, word: str) -> list[str]:
@@ -309,17 +329,13 @@ def _expected_configs(cfg: TableConfig, cells: list[Cell]) -> dict[str, dict[str
     The flags shared by all cells are parsed once with the cells' own parser (:func:`norm_nerf.tasks.run.parse_task`),
     which also refuses bad --extra flags before any cell runs; the per-cell fields are then filled in."""
     args = _cell_args(cfg, None, None, None, None, None) + ["--no-progress"]
-    text = io.StringIO()
+    refused = f"--extra {shlex.join(cfg.extra)}: norm-inr {cfg.task} refuses the cells' flags"
     try:
-        with contextlib.redirect_stderr(text), contextlib.redirect_stdout(text):
-            shared = parse_task(args, prog="norm-inr")
-    except SystemExit:
-        lines = [ln.strip(" │╭╮╰╯─") for ln in text.getvalue().splitlines()[1:]]  # [0]: the box title
-        why = "; ".join(ln for ln in lines if ln and not ln.startswith("For full helptext")).replace(":; ", ": ")
-        raise ValueError(
-            f"--extra {shlex.join(cfg.extra)}: norm-inr {cfg.task} refuses the cells' flags ({why}); "
-            f"see norm-inr {cfg.task} --help"
-        ) from None
+        shared, unknown = parse_task(args, prog="norm-inr", return_unknown_args=True)
+    except SystemExit:  # a bad value: the task's parser has printed which flag and why
+        raise ValueError(f"{refused} (see the message above and norm-inr {cfg.task} --help)") from None
+    if unknown:
+        raise ValueError(f"{refused} (unknown options: {shlex.join(unknown)}); see norm-inr {cfg.task} --help")
     field_name = TASKS[cfg.task].input_field
     configs = {}
     for c in cells:

@@ -26,6 +26,10 @@ from norm_nerf.core.triton.launch import INTERPRETER_CONFIG, MAX_CHANNELS, Launc
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 needs_triton = pytest.mark.skipif(not loader.triton_available(), reason="triton is not installed")
+needs_kernel_triton = pytest.mark.skipif(
+    not loader.triton_available() or loader.triton_version() < loader.MIN_TRITON,
+    reason=f"needs triton >= {'.'.join(map(str, loader.MIN_TRITON))} (the kernels' minimum)",
+)
 
 
 def _run(args: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess:
@@ -42,7 +46,7 @@ def _pytest_summary(out: str) -> str:
 
 
 @pytest.mark.slow
-@needs_triton
+@needs_kernel_triton
 def test_kernels_under_the_interpreter() -> None:
     """Every case of triton_cases.py (values, input and affine gradients, double backward, running statistics, ...)
     with the kernels run by Triton's interpreter on CPU tensors (about 130 cases, 40-60 s)."""
@@ -58,7 +62,7 @@ def test_kernels_under_the_interpreter() -> None:
 
 
 @pytest.mark.slow
-@needs_triton
+@needs_kernel_triton
 def test_kernels_compile_for_hopper_without_a_gpu() -> None:
     """Every specialization the host code launches for 65 536 x 256, 1 000 x 28 and 1 x 1 compiles to an sm_90 cubin
     (Triton's whole pipeline and its bundled ptxas; 15-40 s with an empty Triton cache, seconds once cached)."""
@@ -67,7 +71,8 @@ def test_kernels_compile_for_hopper_without_a_gpu() -> None:
     assert re.search(r"compiled \d+ launches", proc.stdout), proc.stdout
 
 
-@pytest.mark.skipif(not (torch.cuda.is_available() and loader.triton_available()), reason="needs CUDA and triton")
+@needs_kernel_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_kernels_on_cuda() -> None:
     """The same cases on the GPU (GPU tiles, NeRF-sized batches, dispatch of impl="auto", autocast)."""
     proc = _run(
@@ -202,3 +207,23 @@ def test_a_failed_self_check_warns_once_and_means_the_eager_path(monkeypatch: py
         assert loader._self_check.__wrapped__(torch.device("cpu")) is False
     monkeypatch.setattr(selfcheck, "run", lambda kernels, device: None)
     assert loader._self_check.__wrapped__(torch.device("cpu")) is True
+
+
+@needs_triton
+def test_a_triton_older_than_the_minimum_warns_once_and_means_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.1's triton 2.1.0 (nerfstudio's install guide): no kernels, one warning, the eager path, no error."""
+    if loader.triton_version() >= loader.MIN_TRITON:
+        monkeypatch.setattr(loader, "triton_version", lambda: (2, 1))
+    loader.triton_kernels.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match=r"triton \S+ is older than 3\.0.*using impl='fast'") as caught:
+            assert loader.triton_kernels() is None
+            assert loader.triton_kernels() is None
+        assert len(caught) == 1
+        monkeypatch.setattr(loader, "interpreting", lambda: True)  # even where kernels would be wanted on the CPU
+        x = torch.randn(9, 5, requires_grad=True)
+        assert loader.triton_kernels_for(x.detach()) is None
+        build_norm("cn", 5, impl="triton").train()(x).square().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+    finally:
+        loader.triton_kernels.cache_clear()

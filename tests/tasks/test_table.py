@@ -16,7 +16,15 @@ import tyro
 from PIL import Image
 
 from norm_nerf.tasks import run, table
-from norm_nerf.tasks.table import CellsFailedError, TableConfig, build_cells, markdown_table, parse_net, run_table
+from norm_nerf.tasks.table import (
+    CellsFailedError,
+    TableConfig,
+    build_cells,
+    join_extra_words,
+    markdown_table,
+    parse_net,
+    run_table,
+)
 
 
 class _InProcess:
@@ -157,7 +165,7 @@ def test_comma_lists_and_quoted_extra_flags_parse(tmp_path) -> None:
 
     args = ["table", "ct", "--methods", "relu,pe", "pe+cn,", "--nets", "2x8,3x8", "--out", str(tmp_path),
             "--extra", "--schedule cosine --min-lr-ratio 0.5", "--lr 0.01"]  # fmt: skip
-    cfg = tyro.cli(Command, args=args)
+    cfg = tyro.cli(Command, args=join_extra_words(args))
     assert cfg.methods == ("relu", "pe", "pe+cn") and cfg.nets == ("2x8", "3x8")
     assert cfg.extra == ("--schedule", "cosine", "--min-lr-ratio", "0.5", "--lr", "0.01")
     command = build_cells(cfg)[0].command
@@ -180,9 +188,19 @@ def test_bad_lists_and_extra_flags_are_one_line_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="unmatched|closing quotation"):
         TableConfig("ct", extra=('--schedule "cosine',))
     out = tmp_path / "never"
-    with pytest.raises(ValueError, match=r"--extra --bogus 1: norm-inr ct refuses .*Unrecognized options: --bogus"):
+    with pytest.raises(ValueError, match=r"--extra --bogus 1: norm-inr ct refuses .*unknown options: --bogus 1\)"):
         run_table(TableConfig("ct", methods=("relu",), out=out, extra=("--bogus 1",), dry_run=True))
+    with pytest.raises(ValueError, match=r"--extra --lr x: norm-inr ct refuses .*see the message above"):
+        run_table(TableConfig("ct", methods=("relu",), out=out, extra=("--lr x",), dry_run=True))
     assert not out.exists()  # refused before any cell or folder was made
+
+
+def test_extra_words_are_joined_as_argparse_takes_them() -> None:
+    """tyro 1.x reads ``--extra "--lr 0.01"`` as an unknown option; the CLI joins such words into ``--extra=``."""
+    assert join_extra_words(["table", "ct", "--extra", "--lr 0.01", "x y", "--jobs", "2"]) == [
+        "table", "ct", "--extra=--lr 0.01 x y", "--jobs", "2"]  # fmt: skip
+    assert join_extra_words(["--extra", "--lr=0.01"]) == ["--extra", "--lr=0.01"]  # tyro reports the missing value
+    assert join_extra_words(["--extra=--lr 1", "--extra"]) == ["--extra=--lr 1", "--extra"]
 
 
 def test_table_refuses_foreign_folder(tmp_path) -> None:

@@ -30,6 +30,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from norm_nerf.core.compat import is_compiling
 from norm_nerf.core.triton.launch import INTERPRETER_CONFIG, MAX_CHANNELS, LaunchConfig, gpu_config
 
 __all__ = [
@@ -166,10 +167,35 @@ FAMILIES = ("moments", "cross_norm", "scale_shift", "rms_norm")
 """The kernel modules of this package."""
 
 
+MIN_TRITON = (3, 0)
+"""The oldest triton the kernels are written for (``TRITON_INTERPRET`` and the 3.x language); torch 2.1's triton 2.1.0
+gets one warning and the eager ``fast`` path."""
+
+
+def triton_version() -> tuple[int, ...]:
+    """(major, minor) of the installed triton, e.g. ``(3, 8)``; ``(0,)`` when it has no readable version."""
+    import triton
+
+    try:
+        return tuple(int(part) for part in str(triton.__version__).split(".")[:2])
+    except ValueError:
+        return (0,)
+
+
 @functools.cache
 def triton_kernels() -> TritonNorms | None:
-    """Import triton and the kernel modules (once); None, with one warning, when that fails."""
+    """Import triton and the kernel modules (once); None, with one warning, when that fails or the installed triton
+    is older than :data:`MIN_TRITON`."""
     if not triton_available():
+        return None
+    if triton_version() < MIN_TRITON:
+        import triton
+
+        warnings.warn(
+            f"triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}, which norm-nerf's Triton "
+            "norm kernels need; using impl='fast' (NORM_NERF_TRITON=0 silences this)",
+            stacklevel=2,
+        )
         return None
     try:
         modules = {name: importlib.import_module(f"{__name__}.{name}") for name in FAMILIES}
@@ -185,7 +211,7 @@ def triton_kernels_for(x: Tensor) -> TritonNorms | None:
     if x.dtype != torch.float32 or x.dim() != 2 or x.shape[0] < 1 or not 1 <= x.shape[1] <= MAX_CHANNELS:
         return None
     kind = x.device.type
-    if kind not in ("cuda", "cpu") or torch.compiler.is_compiling():
+    if kind not in ("cuda", "cpu") or is_compiling():
         return None
     if kind == "cpu":
         return triton_kernels() if interpreting() else None
