@@ -240,7 +240,7 @@ def check_guide(project: Path, path: Path) -> int:
     seconds, after = time.perf_counter() - start, freeze(python)
     changed = {n: f"{v} -> {after.get(n, 'removed')}" for n, v in before.items() if after.get(n) != v}
     added = sorted(f"{n}=={after[n]}" for n in after if n not in before)
-    print(f"`pip install -e '{project}[dev]'`: {seconds:.0f} s, +{folder_mb(path) - mb_before:.0f} MB, "
+    print(f"`pip install -e '{project}[dev]'`: {seconds:.0f} s, {folder_mb(path) - mb_before:+.0f} MB, "
           f"added {len(added)}: {', '.join(added)}")  # fmt: skip
     if changed:
         print("FAIL: the install changed " + ", ".join(f"{n} {c}" for n, c in sorted(changed.items())))

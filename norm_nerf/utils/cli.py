@@ -6,11 +6,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from norm_nerf.utils.atomic import NoSpaceError
 from norm_nerf.utils.cpu_memory import retain_freed_memory
 
 
 def run_cli(main: Callable[[], Any]) -> None:
-    """Run ``main``; known user errors (bad files, names, values) exit with status 2 and a message.
+    """Run ``main``; known user errors (bad files, names, values) and a full disk exit with status 2 and a message.
 
     Freed CPU memory is kept for reuse (:func:`norm_nerf.utils.cpu_memory.retain_freed_memory`): training reallocates
     the same large activations every step.
@@ -18,7 +19,7 @@ def run_cli(main: Callable[[], Any]) -> None:
     retain_freed_memory()
     try:
         main()
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError, FloatingPointError, NoSpaceError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
