@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
-from PIL import Image
 
 from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
 from norm_nerf.data.images import load_image
 from norm_nerf.eval.metrics import to_uint8
-from norm_nerf.eval.plots import save_curves, save_image_grid, save_panels
+from norm_nerf.eval.plots import save_curves, save_image, save_image_grid, save_panels
 from norm_nerf.tasks.run import ImageTaskConfig, fit_image
 from norm_nerf.utils.cli import run_cli
 from norm_nerf.utils.console import CONSOLE, print_table
@@ -86,7 +85,7 @@ def run_image_demo(cfg: ImageDemoConfig) -> dict:
     curves = {m: (f.summary["curve"]["step"], f.summary["curve"]["train_mode_psnr"]) for m, f in fits.items()}
     save_curves(curves, out / "curves.png")
     for method, pred in preds.items():
-        Image.fromarray(to_uint8(pred.squeeze())).save(out / f"recon_{method.replace('+', '_')}.png")
+        save_image(to_uint8(pred.squeeze()), out / f"recon_{method.replace('+', '_')}.png")
     rows = [
         [m, f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['psnr_train_mode_final']:.2f}",
          f"{r['psnr_best_train_mode']:.2f}", f"{r['seconds']:.1f}"]

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from norm_nerf.core.grids import pixel_grid
 from norm_nerf.data.images import bundled_image
 from norm_nerf.eval.metrics import mse_to_psnr
-from norm_nerf.eval.plots import pyplot
+from norm_nerf.eval.plots import pyplot, save_figure
 from norm_nerf.tasks.trainer import TrainConfig, fit
 
 SINE_FREQUENCIES = (5, 15, 25, 35, 45)
@@ -200,6 +200,4 @@ def plot_band_errors(
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), label="relative error in band", fraction=0.03)
     fig.suptitle(title or "relative Fourier error per frequency band during training")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
 from norm_nerf.core import running_stat_norms
-from norm_nerf.eval.plots import pyplot
+from norm_nerf.eval.plots import pyplot, save_figure
 
 COUPLING_NOTE = (
     "train-mode batch coupling: K = J J^T with J the Jacobian of the outputs at all P points from ONE train-mode "
@@ -249,6 +249,4 @@ def plot_eigenvalue_histograms(spectra: dict[str, Float[Tensor, " p"]], path: Pa
     axes[-1, 1].set_xlabel("NTK eigenvalue / max eigenvalue")
     fig.suptitle(title or "NTK eigenvalues (train-mode batch coupling); dashed: median")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from jaxtyping import Float
-from PIL import Image
 
 from norm_nerf.data import images
 from norm_nerf.data.images import IMAGE_SUFFIXES
 from norm_nerf.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 from norm_nerf.eval.lpips import LazyLPIPS, alexnet_weights_path, lpips_available
 from norm_nerf.eval.metrics import psnr, ssim, to_uint8
-from norm_nerf.eval.plots import save_panels
+from norm_nerf.eval.plots import save_image, save_panels
+from norm_nerf.utils.atomic import write_bytes_atomically
 from norm_nerf.utils.console import progress
 from norm_nerf.utils.jsonio import write_json
 
@@ -233,7 +233,7 @@ def evaluate(
         )
     summary = summarize(scores, reason, source)
     write_json(out / "metrics.json", summary)
-    (out / "table.md").write_text(markdown_table(summary))
+    write_bytes_atomically(out / "table.md", markdown_table(summary).encode())
     return summary
 
 
@@ -245,8 +245,8 @@ def _score_and_save(
     if out is not None:
         panel = {"prediction": pred, "ground truth": gt}
         save_panels(panel, out / "panels" / f"{name}.png", ("prediction", "ground truth"))
-        Image.fromarray(to_uint8(pred)).save(out / "renders" / f"{name}.png")
-        Image.fromarray(to_uint8(gt)).save(out / "ground_truth" / f"{name}.png")
+        save_image(to_uint8(pred), out / "renders" / f"{name}.png")
+        save_image(to_uint8(gt), out / "ground_truth" / f"{name}.png")
     return scores
 
 

@@ -1,10 +1,17 @@
-"""Figures people look at: image grids with error maps, training curves (matplotlib, no display)."""
+"""Figures people look at: image grids with error maps, training curves (matplotlib, no display).
+
+Every figure and image is written whole or not at all (:func:`norm_nerf.utils.atomic.write_atomically`): a full disk
+raises :class:`~norm_nerf.utils.atomic.NoSpaceError` and leaves no empty or truncated picture.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from norm_nerf.utils.atomic import write_atomically
 
 
 def pyplot():
@@ -17,12 +24,31 @@ def pyplot():
     return plt
 
 
-def _save(plt, fig, path: Path) -> Path:
+def _image_format(path: Path) -> str:
+    """The file format a picture's suffix names (``png`` without one): the temporary name has no image suffix."""
+    return Path(path).suffix.lstrip(".").lower() or "png"
+
+
+def save_figure(fig, path: Path, **savefig: Any) -> Path:
+    """Write a matplotlib figure (``savefig`` options such as ``dpi``) whole or not at all, then close it."""
+    try:
+        return write_atomically(Path(path), lambda tmp: fig.savefig(tmp, format=_image_format(path), **savefig))
+    finally:
+        pyplot().close(fig)
+
+
+def save_image(image: np.ndarray, path: Path) -> Path:
+    """Write a uint8 picture, (H, W) or (H, W, C), with PIL (format from the suffix), whole or not at all."""
+    from PIL import Image
+
+    fmt = {"jpg": "JPEG"}.get(_image_format(path), _image_format(path).upper())
+    return write_atomically(Path(path), lambda tmp: Image.fromarray(image).save(tmp, format=fmt))
+
+
+def _save(fig, path: Path) -> Path:
     """Lay out, write (110 dpi) and close a figure; returns ``path``."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _bare(ax) -> None:
@@ -50,7 +76,7 @@ def save_image_grid(
         axes[1, k].set_title(f"|error| {name}", fontsize=9)
     for ax in axes.flat:
         _bare(ax)
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def save_curves(
@@ -67,7 +93,7 @@ def save_curves(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def log_spectrum(img: np.ndarray) -> np.ndarray:
@@ -86,7 +112,7 @@ def save_spectra(target: np.ndarray, pred: np.ndarray, path: Path) -> Path:
         ax.imshow(spec, cmap="magma", vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
         _bare(ax)
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, str] | None = None) -> Path:
@@ -105,7 +131,7 @@ def save_panels(panels: dict[str, np.ndarray], path: Path, error_of: tuple[str, 
         ax.imshow(np.clip(np.squeeze(img), 0, None if is_err else 1), cmap=cmap, vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
         _bare(ax)
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def save_rate_distortion(points: dict[str, list[tuple[float, float]]], path: Path) -> Path:
@@ -119,4 +145,4 @@ def save_rate_distortion(points: dict[str, list[tuple[float, float]]], path: Pat
     ax.set_ylabel("PSNR [dB] (eval mode)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    return _save(plt, fig, path)
+    return _save(fig, path)

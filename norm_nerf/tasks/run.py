@@ -6,6 +6,10 @@ its magnitude) are printed as a ``notice:`` line on stderr and listed under ``no
 A folder of images writes one sub-folder per image, named by the file stem; stems shared by several files
 (``a.png`` and ``a.jpg``) use the stem and the suffix instead (``a_png``, ``a_jpg``), so no result overwrites another.
 
+Every file is written whole or not at all (:mod:`norm_nerf.utils.atomic`), ``metrics.json`` last, so a folder that
+holds it holds every file of the run (``norm-inr table`` keeps such cells). A full disk stops the run with one line
+naming the folder (``norm-inr`` exits 2) and leaves no empty or truncated file.
+
 The tasks' own command line, what ``norm-inr <task>`` and every cell of ``norm-inr table`` run::
 
     python -m norm_nerf.tasks image --method pe+cn --steps 2000 --out DIR
@@ -23,11 +27,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import torch
 import tyro
 from torch import nn
 
 from norm_nerf.core import count_parameters
+from norm_nerf.core.saving import save_atomically
 from norm_nerf.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_image
 from norm_nerf.eval.blender_eval import PSNR_CAP_DB
 from norm_nerf.eval.metrics import psnr
@@ -179,10 +183,10 @@ HEADLINE = ("psnr", "ssim", "iou", "psnr_train_mode_final", "psnr_best_train_mod
 def _finish(cfg: TaskConfig, out: Path, net: nn.Module, result: FitResult, extra: dict[str, Any]) -> dict[str, Any]:
     summary = summarize(cfg, net, result, extra, metric_name="iou" if cfg.task == "shape" else "psnr")
     summary["out"] = str(out)
-    write_metrics(out, summary)
     ylabel = "train-mode IoU" if cfg.task == "shape" else "train-mode PSNR [dB]"
     save_curves({cfg.network.method: (result.curve_steps, result.curve_metric)}, out / "curve.png", ylabel=ylabel)
-    torch.save(net.state_dict(), out / "model.pt")
+    save_atomically(net.state_dict(), out / "model.pt")
+    write_metrics(out, summary)  # last: a folder with metrics.json holds every file of the run
     return summary
 
 

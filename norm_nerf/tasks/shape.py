@@ -20,6 +20,7 @@ from torch import Tensor
 from norm_nerf.core.grids import voxel_grid
 from norm_nerf.data.shapes import load_mesh
 from norm_nerf.tasks.trainer import predict
+from norm_nerf.utils.atomic import write_atomically
 
 MIN_GRID = 4
 """Smallest training grid resolution per axis."""
@@ -157,7 +158,8 @@ class OccupancySignal:
         """Marching cubes (PyMCubes) of the learned occupancy at probability 0.5, saved with trimesh.
 
         Returns the path and the number of triangles (0 when the network puts every sample on one side; the file
-        then holds an empty mesh). ``resolution`` must be at least :data:`MIN_EXPORT_RESOLUTION`.
+        then holds an empty mesh). The file (format from the suffix of ``path``) is written
+        whole or not at all. ``resolution`` must be at least :data:`MIN_EXPORT_RESOLUTION`.
         """
         import mcubes
         import trimesh
@@ -169,7 +171,8 @@ class OccupancySignal:
         field = logits.permute(2, 1, 0).double().numpy()  # [x, y, z]
         verts, tris = mcubes.marching_cubes(field, 0.0)
         verts = (verts + 0.5) / resolution * 2 - 1
-        trimesh.Trimesh(verts, tris, process=False).export(path)
+        mesh = trimesh.Trimesh(verts, tris, process=False)
+        write_atomically(Path(path), lambda tmp: mesh.export(tmp, file_type=Path(path).suffix.lstrip(".").lower()))
         return path, len(tris)
 
 

@@ -35,6 +35,7 @@ from norm_nerf.tasks.common import flat_settings
 from norm_nerf.tasks.run import TASKS, parse_task
 from norm_nerf.tasks.settled import SETTLED_RULE, finite, settled_orderings, settled_text
 from norm_nerf.tasks.trainer import CONVERGENCE_RULE, CONVERGENCE_THRESHOLD
+from norm_nerf.utils.atomic import write_bytes_atomically
 from norm_nerf.utils.cli import split_commas
 from norm_nerf.utils.console import CONSOLE, notice, progress
 from norm_nerf.utils.jsonio import jsonable, write_json
@@ -456,7 +457,8 @@ def run_table(cfg: TableConfig) -> dict[str, Any]:
             f"{cell.out}: cell {cell.name} finished with other settings than this run's: {why}{more}; "
             "pass --overwrite to re-run such cells (their results are replaced) or choose another --out"
         )
-    (cfg.out / "commands.txt").write_text("\n".join(shlex.join(c.command) for c in cells) + "\n")
+    commands = "\n".join(shlex.join(c.command) for c in cells) + "\n"
+    write_bytes_atomically(cfg.out / "commands.txt", commands.encode())
     rerun = f", {len(plan.stale)} re-run for other settings (--overwrite)" if plan.stale else ""
     CONSOLE.print(f"{len(cells)} cells, {len(plan.done)} already done{rerun}; commands in {cfg.out / 'commands.txt'}")
     for cell, why in plan.stale:
@@ -540,7 +542,7 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
         results["settled"] = {n: settled_orderings(c, metric, threshold) for n, c in results["nets"].items()}
     results["failed"] = list(failures)
     write_json(cfg.out / "results.json", results)
-    (cfg.out / "table.md").write_text(markdown_table(results))
+    write_bytes_atomically(cfg.out / "table.md", markdown_table(results).encode())
     if rows:
         _plots(cfg, rows, results)
     return results

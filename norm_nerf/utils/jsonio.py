@@ -4,6 +4,8 @@ Strict JSON (``allow_nan=False``): a non-finite float (NaN, inf) is written as `
 ``NaN``/``Infinity`` tokens or as strings, so every reader (``json``, ``jq``, JavaScript) gets the same value. A
 metric that can legitimately be infinite (the PSNR of an exact match) is capped by its producer before it is written,
 and the cap is stated in the file. Paths become strings, tuples lists, numpy scalars and arrays plain numbers and lists.
+A file is written whole or not at all (:func:`norm_nerf.utils.atomic.write_bytes_atomically`): a full disk raises
+:class:`~norm_nerf.utils.atomic.NoSpaceError` and leaves no empty or truncated file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from norm_nerf.utils.atomic import write_bytes_atomically
 
 
 def jsonable(obj: Any) -> Any:
@@ -30,7 +34,7 @@ def jsonable(obj: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` to ``path`` (indented, strict JSON, non-finite numbers as null); returns ``path``."""
-    path = Path(path)
-    path.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
-    return path
+    """Write ``data`` to ``path`` (indented, strict JSON, non-finite numbers as null), whole or not at all; returns
+    ``path``."""
+    text = json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n"
+    return write_bytes_atomically(Path(path), text.encode())
