@@ -16,6 +16,7 @@ import tyro
 import yaml
 
 from norm_nerf.ns.launch import RankLostError, layout_from_env, report, train
+from norm_nerf.ns.trainer import USER_ERRORS
 
 
 def main(config) -> None:
@@ -41,9 +42,12 @@ def entrypoint() -> None:
     config = tyro.cli(AnnotatedBaseConfigUnion, description=convert_markup_to_ansi(__doc__))
     try:
         main(config)
-    except (RankLostError, ValueError, FileNotFoundError, FloatingPointError) as err:
+    except RankLostError as err:
         report(err, layout_from_env())
         sys.exit(1)
+    except USER_ERRORS as err:  # those from before the trainer exists (e.g. the process layout)
+        report(err, layout_from_env())
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -6,6 +6,7 @@ Tests read the scenes; a test that changes one copies it first (``shutil.copytre
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,17 +31,23 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def small_disk(tmp_path) -> Path:
-    """A real, nearly full file system (a 512 KiB tmpfs; needs root): writes beyond it fail with ENOSPC. Skips where
-    it cannot be mounted."""
+    """A real, small file system (a 4 MiB tmpfs; needs root): writes beyond it fail with ENOSPC (a test fills it
+    first with :func:`fill_disk`). Skips where it cannot be mounted."""
     mount = tmp_path / "small_disk"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
     if made.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill_disk(disk: Path, leave: int) -> None:
+    """Fill the file system of ``disk`` with one file so that about ``leave`` bytes stay free."""
+    free = shutil.disk_usage(disk).free
+    (disk / "filler").write_bytes(b"\0" * max(free - leave, 0))
 
 
 @pytest.fixture(autouse=True)

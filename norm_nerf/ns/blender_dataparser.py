@@ -318,8 +318,8 @@ class NormBlender(Blender):
         fx, fy, cx, cy = (value / factor for value in checked.intrinsics)
         return Cameras(
             camera_to_worlds=c2w,
-            fx=fx,
-            fy=fy,
+            fx=np.float64(fx),  # float64 focal lengths, as nerfstudio's Blender parser (same rays, bit for bit)
+            fy=np.float64(fy),
             cx=cx,
             cy=cy,
             width=checked.width // factor,

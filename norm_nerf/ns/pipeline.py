@@ -21,10 +21,14 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
+from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.base_model import Model
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from torch.cuda.amp.grad_scaler import GradScaler
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from norm_nerf.ns.checkpoints import SETTINGS_KEY, check_fits, model_settings
+from norm_nerf.ns.scene_bounds import resolve_near_far
 
 _DDP_PREFIX = "_model.module."
 
@@ -52,6 +56,8 @@ class NormPipeline(VanillaPipeline):
         grad_scaler: GradScaler | None = None,
     ) -> None:
         super().__init__(config, device, test_mode, world_size=1, local_rank=local_rank, grad_scaler=grad_scaler)
+        if isinstance(getattr(self._model, "collider", None), NearFarCollider):  # NeRF, Mip-NeRF
+            resolve_near_far(self._model, self.datamanager)
         self.world_size = world_size
         if world_size > 1:
             cuda = torch.device(device).type == "cuda"
@@ -69,3 +75,24 @@ class NormPipeline(VanillaPipeline):
         return OrderedDict(
             ("_model." + k[len(_DDP_PREFIX) :] if k.startswith(_DDP_PREFIX) else k, v) for k, v in state.items()
         )
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint holds of the pipeline: :meth:`state_dict` and the model's settings
+        (:data:`~norm_nerf.ns.checkpoints.SETTINGS_KEY`), which :meth:`load_pipeline` compares with the config."""
+        return {**self.state_dict(), SETTINGS_KEY: model_settings(self.model.config)}
+
+    def load_pipeline(self, loaded_state: dict[str, Any], step: int) -> None:
+        """nerfstudio's load, after refusing a checkpoint whose model does not fit this config
+        (:func:`~norm_nerf.ns.checkpoints.check_fits`; nerfstudio itself drops what does not match)."""
+        state = {_unwrapped_key(k): v for k, v in loaded_state.items()}
+        check_fits(self.model.config, self.model.state_dict(), state)
+        state.pop(SETTINGS_KEY, None)
+        super().load_pipeline(state, step)
+
+
+def _unwrapped_key(key: str) -> str:
+    """A checkpoint key without DDP's ``module.`` (saved by another trainer from a wrapped model)."""
+    for wrapped, plain in (("module.", ""), (_DDP_PREFIX, "_model.")):
+        if key.startswith(wrapped):
+            key = plain + key[len(wrapped) :]
+    return key

@@ -79,9 +79,12 @@ def train(config: TrainerConfig, step_seconds: list[float] | None = None) -> Pat
 
 def setup_trainer(config: TrainerConfig):
     """Save the config and build the trainer in this process, seeded with ``machine.seed`` exactly as ``ns-train``
-    seeds rank 0 (Python, NumPy and torch), so in-process runs are as reproducible as ``ns-train`` runs."""
+    seeds rank 0 (Python, NumPy and torch), so in-process runs are as reproducible as ``ns-train`` runs. Errors are
+    raised (``one_line_errors`` off), not turned into an exit."""
     from norm_nerf.ns.launch import seed_rank
 
+    if isinstance(config, NormTrainerConfig):
+        config.one_line_errors = False  # raised to the Python caller
     config.set_timestamp()
     config.save_config()
     seed_rank(config.machine.seed, 0)

@@ -41,11 +41,11 @@ def test_resumed_run_continues_identically(tiny_scene, tmp_path) -> None:
     full = config(6)
     full.experiment_name = "full"
     uninterrupted = _train_seeded(full)  # steps 0..5, checkpoint (after recalibration) at step 3
-    resumed_cfg = config(2)
+    resumed_cfg = config(6)
     resumed_cfg.experiment_name = "resumed"
     resumed_cfg.load_dir = full.get_checkpoint_dir()
     resumed_cfg.load_step = 3
-    resumed = _train_seeded(resumed_cfg)  # steps 4, 5 from the step-3 checkpoint
+    resumed = _train_seeded(resumed_cfg)  # steps 4, 5 from the step-3 checkpoint: 6 steps in all, as the full run
     assert uninterrupted.keys() == resumed.keys()
     assert any("running_mean" in k for k in resumed)
     for key, value in uninterrupted.items():

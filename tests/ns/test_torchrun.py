@@ -144,11 +144,11 @@ def test_torchrun_trains_and_checkpoints_resume_in_one_or_two_processes(tiny_sce
     assert "Training Finished" in first.stdout and first.stdout.count("Training Finished") == 1  # rank 0 prints
     ckpt = run / "nerfstudio_models"
     for procs, name in ((1, "resumed1"), (2, "resumed2")):
-        resumed = _torchrun(*_cli_args(tiny_scene, out, name, 2, "--load-dir", str(ckpt), "--load-step", "2"),
+        resumed = _torchrun(*_cli_args(tiny_scene, out, name, 5, "--load-dir", str(ckpt), "--load-step", "2"),
                             procs=procs, cwd=tmp_path)  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert "Done loading Nerfstudio checkpoint" in resumed.stdout
-        assert _steps(out / name / "norm-mipnerf" / name) == [4], name  # steps 3 and 4 after the step-2 checkpoint
+        assert _steps(out / name / "norm-mipnerf" / name) == [4], name  # steps 3 and 4: 5 steps in all
 
 
 def _die_at_step_two(rank: int, data: str, out: str) -> dict:

@@ -11,6 +11,7 @@ import torch
 
 from norm_nerf.core.saving import save_atomically
 from norm_nerf.utils.atomic import NoSpaceError, partial_path, write_atomically, write_bytes_atomically
+from tests.conftest import fill_disk
 
 
 def test_a_write_that_fails_halfway_keeps_the_old_file_and_leaves_nothing(tmp_path: Path) -> None:
@@ -41,20 +42,22 @@ def test_the_temporary_file_lives_where_asked_and_is_hidden(tmp_path: Path) -> N
 
 
 def test_a_real_full_disk(small_disk: Path) -> None:
-    """On a 512 KiB file system: torch.save of 1 MiB fails as NoSpaceError; the earlier checkpoint stays whole."""
+    """With 256 KiB free: torch.save of 1 MiB fails as NoSpaceError; the earlier checkpoint stays whole."""
     small = {"w": torch.arange(1000, dtype=torch.float32)}
     save_atomically(small, small_disk / "step-1.ckpt")
+    fill_disk(small_disk, 256 * 1024)
     with pytest.raises(NoSpaceError, match=f"no space left on {small_disk}"):
         save_atomically({"w": torch.zeros(256 * 1024)}, small_disk / "step-2.ckpt")
-    assert sorted(p.name for p in small_disk.iterdir()) == ["step-1.ckpt"]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "step-1.ckpt"]
     torch.testing.assert_close(torch.load(small_disk / "step-1.ckpt", weights_only=True)["w"], small["w"])
     with pytest.raises(NoSpaceError):
         write_bytes_atomically(small_disk / "big.png", b"\0" * (1 << 20))
-    assert sorted(p.name for p in small_disk.iterdir()) == ["step-1.ckpt"]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "step-1.ckpt"]
 
 
 def test_torch_save_straight_to_a_full_disk_is_what_we_avoid(small_disk: Path) -> None:
     """What torch.save alone does there: a RuntimeError that never says "disk full", and a truncated file."""
+    fill_disk(small_disk, 256 * 1024)
     with pytest.raises(RuntimeError) as info:
         torch.save({"w": torch.zeros(256 * 1024)}, small_disk / "step-2.ckpt")
     assert "space" not in str(info.value).lower()
