@@ -9,6 +9,7 @@ inscribed circle (values outside it are zero in the target and in the prediction
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,23 @@ from torch import Tensor
 from norm_nerf.core.grids import pixel_grid
 from norm_nerf.data.images import ImageError, load_image, resize_image
 from norm_nerf.eval.metrics import mse_to_psnr, psnr, ssim
+
+PE_OCTAVES_ABOVE_NYQUIST = 2
+"""Octaves of the papers' PE above the grid's Nyquist limit: their 10 at 256^2, where 8 lie at or below it."""
+
+
+def nyquist_octaves(size: int) -> int:
+    """PE octaves at or below the Nyquist limit of ``size`` pixels on [-1, 1]: sin/cos(2^k pi x) with 2^k <= size / 2,
+    so k < floor(log2 size) (8 at 256, 7 at 128, 6 at 64)."""
+    if size < 2:
+        raise ValueError(f"size must be >= 2 pixels, got {size}")
+    return int(math.floor(math.log2(size)))
+
+
+def matched_octaves(size: int) -> int:
+    """``--pe-octaves auto``: the papers' relation of PE to the grid, log2(size) + 2 octaves (10 at 256^2, 9 at
+    128^2, 8 at 64^2; the top two above Nyquist, as theirs)."""
+    return nyquist_octaves(size) + PE_OCTAVES_ABOVE_NYQUIST
 
 
 def angles_deg(num_angles: int, max_angle: float = 180.0) -> Float[Tensor, "a"]:  # noqa: F821

@@ -20,17 +20,20 @@ the headline numbers; :func:`main` is the three in a row.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+import torch
 import tyro
 from torch import nn
 
 from norm_nerf.core import count_parameters
+from norm_nerf.core.network import NetworkConfig
 from norm_nerf.core.saving import save_atomically
 from norm_nerf.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_image
 from norm_nerf.eval.blender_eval import PSNR_CAP_DB
@@ -47,11 +50,11 @@ from norm_nerf.tasks.common import (
     train_defaults,
     write_metrics,
 )
-from norm_nerf.tasks.ct import CTSignal, load_ct_image
+from norm_nerf.tasks.ct import CTSignal, load_ct_image, matched_octaves, nyquist_octaves
 from norm_nerf.tasks.image import ImageSignal, default_image
 from norm_nerf.tasks.mri import MIN_VOLUME_SIDE, MRISignal, load_volume, shepp_logan_3d
 from norm_nerf.tasks.shape import MIN_EXPORT_RESOLUTION, MIN_GRID, OccupancySignal, default_shape, load_shape
-from norm_nerf.tasks.trainer import ConfigError, FitResult
+from norm_nerf.tasks.trainer import ConfigError, FitResult, predict
 from norm_nerf.utils.console import CONSOLE, notice
 
 
@@ -91,12 +94,32 @@ class CTTaskConfig(TaskConfig):
     """Image side in pixels (the papers use 256)."""
     angles: int = 100
     """Number of projection angles in [0, 180) degrees used for supervision."""
+    pe_octaves: int | Literal["auto"] | None = None
+    """PE octaves L: auto = log2(size) + 2 (the papers' 10 at 256^2, 9 at 128^2), a number sets L, None keeps
+    --num-frequencies."""
 
     def check_task(self) -> None:
         if self.size < 8:
             raise ConfigError(f"--size must be >= 8 pixels, got {self.size}")
         if self.angles < 1:
             raise ConfigError(f"--angles must be >= 1, got {self.angles}")
+        if isinstance(self.pe_octaves, int) and self.pe_octaves < 0:
+            raise ConfigError(f"--pe-octaves must be >= 0 or auto, got {self.pe_octaves}")
+        if self.pe_octaves is not None and self.network.num_frequencies != NetworkConfig.num_frequencies:
+            raise ConfigError(
+                f"--pe-octaves {self.pe_octaves} and --num-frequencies {self.network.num_frequencies} both set the "
+                "PE octaves; give one of them"
+            )
+
+    def octaves(self) -> int:
+        """The PE octaves the network gets: ``--pe-octaves`` resolved against ``--size``, else ``--num-frequencies``."""
+        if self.pe_octaves is None:
+            return self.network.num_frequencies
+        return matched_octaves(self.size) if self.pe_octaves == "auto" else self.pe_octaves
+
+    def fit_config(self) -> CTTaskConfig:
+        """A copy whose network has :meth:`octaves` octaves (the recorded config keeps the options as given)."""
+        return dataclasses.replace(self, network=dataclasses.replace(self.network, num_frequencies=self.octaves()))
 
 
 @dataclass
@@ -176,7 +199,16 @@ TaskCommand = (
     | Annotated[ShapeTaskConfig, tyro.conf.subcommand("shape")]
 )
 """``<task> <flags>``: the command line of the tasks (``norm-inr`` offers the same subcommands)."""
-HEADLINE = ("psnr", "ssim", "iou", "psnr_train_mode_final", "psnr_best_train_mode", "iou_best_train_mode", "seconds")
+HEADLINE = (
+    "psnr",
+    "ssim",
+    "iou",
+    "iou_train_grid",
+    "psnr_train_mode_final",
+    "psnr_best_train_mode",
+    "iou_best_train_mode",
+    "seconds",
+)
 """The summary entries :func:`print_summary` shows."""
 
 
@@ -310,7 +342,7 @@ def run_ct(cfg: CTTaskConfig) -> dict[str, Any]:
     out = cfg.prepare_output()
     for message in notices:
         notice(message)
-    net, result = fit_signal(cfg, signal, 2, 1, label=f"{cfg.network.method} ct")
+    net, result = fit_signal(cfg.fit_config(), signal, 2, 1, label=f"{cfg.network.method} ct")
     pred = signal.as_image(result.prediction).numpy()
     target = signal.image.numpy()
     sino = signal.sinogram.numpy()
@@ -324,6 +356,8 @@ def run_ct(cfg: CTTaskConfig) -> dict[str, Any]:
         "image": str(cfg.image or "skimage.data.shepp_logan_phantom"),
         "size": signal.n,
         "angles": cfg.angles,
+        "pe_octaves_used": cfg.octaves(),
+        "nyquist_octaves": nyquist_octaves(signal.n),
         "projection_psnr": signal.projection_psnr(result.prediction),
         "notices": notices,
     }
@@ -365,6 +399,9 @@ def run_shape(cfg: ShapeTaskConfig) -> dict[str, Any]:
     signal = OccupancySignal(vertices, faces, cfg.grid, cfg.batch_size)
     out = cfg.prepare_output()
     net, result = fit_signal(cfg, signal, 3, 1, label=f"{cfg.network.method} shape")
+    with torch.no_grad():  # the final model in eval mode, as the held-out metrics
+        device = next(net.parameters()).device
+        train_grid = signal.train_grid_metrics(predict(net, signal.coords.to(device), cfg.train.chunk).cpu())
     g = cfg.grid
     pred = (result.prediction.reshape(g, g, g) > 0).float().numpy()
     gt = signal.held_out.reshape(g, g, g).float().numpy()
@@ -375,6 +412,7 @@ def run_shape(cfg: ShapeTaskConfig) -> dict[str, Any]:
         notices.append(f"{mesh_path}: the learned occupancy has no surface at probability 0.5; the mesh is empty")
         notice(notices[-1])
     extra = {
+        **train_grid,
         "mesh": str(cfg.mesh or "torus"),
         "grid": g,
         "surface": str(mesh_path),

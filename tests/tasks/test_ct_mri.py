@@ -82,3 +82,24 @@ def test_run_ct_and_mri_end_to_end(tmp_path) -> None:
     s = run_mri(mri)
     saved = json.loads((tmp_path / "mri" / "metrics.json").read_text())
     assert saved["psnr"] == s["psnr"] and "zero_filled_psnr" in saved
+
+
+def test_pe_octaves_auto_keeps_the_papers_relation_to_the_grid(tmp_path) -> None:
+    from norm_nerf.tasks.ct import matched_octaves, nyquist_octaves
+    from norm_nerf.tasks.run import parse_task
+
+    assert [matched_octaves(n) for n in (256, 128, 64)] == [10, 9, 8]  # the papers' 10 at 256^2
+    assert [nyquist_octaves(n) for n in (256, 128, 64, 100)] == [8, 7, 6, 6]  # 2^k <= n/2 for k < L
+    assert parse_task(["ct", "--size", "128", "--pe-octaves", "auto"]).octaves() == 9
+    assert parse_task(["ct", "--pe-octaves", "5"]).octaves() == 5
+    assert parse_task(["ct", "--num-frequencies", "6"]).octaves() == 6  # the explicit number stays
+    with pytest.raises(ValueError, match="give one of them"):
+        parse_task(["ct", "--pe-octaves", "auto", "--num-frequencies", "6"]).check_task()
+    cfg = CTTaskConfig().replace(
+        size=16, angles=4, depth=1, width=8, steps=2, method="pe", out=tmp_path / "ct", progress=False
+    )
+    cfg.pe_octaves = "auto"
+    saved = run_ct(cfg)
+    assert saved["pe_octaves_used"] == 6 and saved["nyquist_octaves"] == 4
+    assert saved["config"]["pe_octaves"] == "auto" and saved["config"]["network"]["num_frequencies"] == 10
+    assert saved["params"] == 8 * 2 * (1 + 2 * 6) + 8 + 8 + 1  # the network got 6 octaves

@@ -54,5 +54,19 @@ def test_run_shape_end_to_end(tmp_path) -> None:
     cfg = ShapeTaskConfig().replace(grid=12, batch_size=512, steps=5, export_resolution=16, method="pe+cn", width=32)
     cfg.out, cfg.train.progress = tmp_path / "s", False
     s = run_shape(cfg)
-    assert 0.0 <= s["iou"] <= 1.0 and "iou_best_train_mode" in s
+    assert 0.0 <= s["iou"] <= 1.0 and "iou_best_train_mode" in s and 0.0 <= s["iou_train_grid"] <= 1.0
     assert (tmp_path / "s" / "surface.ply").is_file() and (tmp_path / "s" / "slices.png").is_file()
+
+
+def test_train_grid_metrics_score_the_training_labels() -> None:
+    from norm_nerf.tasks.shape import OccupancySignal
+
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.6)
+    signal = OccupancySignal(np.asarray(sphere.vertices), np.asarray(sphere.faces), grid=10, batch_size=64)
+    exact = signal.labels * 2 - 1  # logits of the labels themselves: a perfect fit of the training grid
+    assert signal.train_grid_metrics(exact) == {"iou_train_grid": 1.0, "accuracy_train_grid": 1.0}
+    half = exact.clone()
+    inside = torch.nonzero(signal.labels[:, 0] > 0.5)[:, 0]
+    half[inside[: len(inside) // 2]] = -1.0  # half the inside points missed
+    got = signal.train_grid_metrics(half)
+    assert got["iou_train_grid"] == pytest.approx((len(inside) - len(inside) // 2) / len(inside))
