@@ -80,3 +80,8 @@ def moments(x: Float[Tensor, "n c"], total: Tensor, total_sq: Tensor, dim: int) 
         centred = (d * d).sum(dim=dim)
     var = centred.clamp_min_(0.0).div_(unbiased_denominator(count))
     return mean.to(x.dtype), var.to(x.dtype)
+
+
+def standardize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
+    """``(x - mean) * rsqrt(var + eps)``: the reference expression every norm ends with (broadcast statistics)."""
+    return (x - mean) * torch.rsqrt(var + eps)

@@ -47,21 +47,17 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from norm_nerf.core.cpu_kernels import cpu_kernels, kernel_applies, kernels_wanted
 from norm_nerf.core.distributed import column_moments, distributed_world_size
 from norm_nerf.core.functions import (
-    CompiledCrossNormFunction,
-    CompiledRMSNormFunction,
-    CrossNormFunction,
-    RMSNormFunction,
-    ScaleShiftNormFunction,
-    TritonCrossNormFunction,
-    TritonRMSNormFunction,
-    TritonScaleShiftNormFunction,
+    cross_normalize,
+    rms_normalize,
+    select_kernels,
+    train_cross_norm,
+    train_rms_norm,
+    train_scale_shift,
 )
 from norm_nerf.core.functions.autograd import functorch_active
-from norm_nerf.core.moments import mean_var, unbiased_denominator
-from norm_nerf.core.triton import TritonNorms, triton_enabled, triton_kernels_for
+from norm_nerf.core.moments import mean_var, standardize, unbiased_denominator
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
@@ -73,19 +69,6 @@ NORM_IMPLS: tuple[str, ...] = get_args(NormImpl)
 EPS = 1e-5
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 """Input dtypes that are normalized in float32 and returned in their own dtype."""
-
-
-def select_kernels(impl: str, x: Float[Tensor, "n c"]) -> object | None:
-    """The kernels ``impl`` asks for that serve the flattened input ``x``: the Triton kernels (a
-    :class:`~norm_nerf.core.triton.TritonNorms`), the C++ kernels (``cpu_kernels()``), or None (the eager Functions).
-    See the module docstring for the rules."""
-    if impl == "triton" or (impl == "auto" and x.device.type != "cpu" and triton_enabled()):
-        kernels = triton_kernels_for(x)
-        if kernels is not None or impl == "triton":
-            return kernels
-    if kernels_wanted(impl) and kernel_applies(x):
-        return cpu_kernels()
-    return None
 
 
 def _autocast_active(x: Tensor) -> bool:
@@ -135,7 +118,8 @@ class _AffineNorm(nn.Module):
         raise NotImplementedError
 
     def _kernel_input(self, x: Float[Tensor, "n c"]) -> tuple[object | None, Float[Tensor, "n c"]]:
-        """The Triton or C++ kernels that ``impl`` asks for and that serve ``x`` (:func:`select_kernels`), else None;
+        """The Triton or C++ kernels that ``impl`` asks for and that serve ``x``
+        (:func:`~norm_nerf.core.functions.backend.select_kernels`), else None;
         with kernels, ``x`` made contiguous here, outside their autograd Function, so that autograd records the copy
         (a double backward needs the input's history)."""
         kernels = select_kernels(self.impl, x)
@@ -167,7 +151,7 @@ class LayerNorm(_AffineNorm):
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         c = x.shape[1]
         mean, var = mean_var(x, dim=1)
-        return _standardize(x, mean, var * (unbiased_denominator(c) / c), self.eps)
+        return standardize(x, mean, var * (unbiased_denominator(c) / c), self.eps)
 
 
 class RMSNorm(_AffineNorm):
@@ -177,13 +161,10 @@ class RMSNorm(_AffineNorm):
         if self.impl == "reference" or functorch_active():
             return super()._forward(x)
         kernels, x2 = self._kernel_input(self._flatten(x))
-        if kernels is None:
-            return RMSNormFunction.apply(x2, self.weight, self.bias, self.eps).reshape(x.shape)
-        fn = TritonRMSNormFunction if isinstance(kernels, TritonNorms) else CompiledRMSNormFunction
-        return fn.apply(x2, self.weight, self.bias, self.eps, kernels).reshape(x.shape)
+        return train_rms_norm(x2, self.weight, self.bias, self.eps, kernels).reshape(x.shape)
 
     def _normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + self.eps)
+        return rms_normalize(x, self.eps)
 
 
 class RunningStatsNorm(_AffineNorm):
@@ -291,10 +272,8 @@ class RunningStatsNorm(_AffineNorm):
         self, x: Float[Tensor, "*batch c"], x2: Float[Tensor, "n c"], kernels: object | None, global_stats: bool
     ) -> Float[Tensor, "*batch c"]:
         """Train-mode bn/gn of ``x`` (flattened: ``x2``, from :meth:`_kernel_input` with its ``kernels``) through
-        :class:`TritonScaleShiftNormFunction` or :class:`ScaleShiftNormFunction`, updating the running
-        mean/variance."""
-        fn = TritonScaleShiftNormFunction if isinstance(kernels, TritonNorms) else ScaleShiftNormFunction
-        y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps, global_stats, kernels)
+        :func:`~norm_nerf.core.functions.scale_shift.train_scale_shift`, updating the running mean/variance."""
+        y, mean, var = train_scale_shift(x2, self.weight, self.bias, self.eps, global_stats, kernels)
         if self.should_update():
             self._update(running_mean=mean, running_var=var)
         return y.reshape(x.shape)
@@ -319,10 +298,6 @@ class RunningStatsNorm(_AffineNorm):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, momentum={self.momentum}, sync={self.sync}"
-
-
-def _standardize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
-    return (x - mean) * torch.rsqrt(var + eps)
 
 
 class BatchNorm(RunningStatsNorm):
@@ -374,10 +349,10 @@ class BatchNorm(RunningStatsNorm):
         if self.should_update():
             self._update(running_mean=mean, running_var=var)
         var_biased = var * (unbiased_denominator(n) / n)
-        return _standardize(x, mean, var_biased, self.eps)
+        return standardize(x, mean, var_biased, self.eps)
 
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        return _standardize(x, self.stat("running_mean"), self.stat("running_var"), self.eps)
+        return standardize(x, self.stat("running_mean"), self.stat("running_var"), self.eps)
 
 
 class GlobalNorm(RunningStatsNorm):
@@ -399,10 +374,10 @@ class GlobalNorm(RunningStatsNorm):
         _, mean, var = column_moments(x.reshape(-1, 1), sync=self.sync)
         if self.should_update():
             self._update(running_mean=mean, running_var=var)
-        return _standardize(x, mean, var, self.eps)
+        return standardize(x, mean, var, self.eps)
 
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        return _standardize(x, self.stat("running_mean"), self.stat("running_var"), self.eps)
+        return standardize(x, self.stat("running_mean"), self.stat("running_var"), self.eps)
 
 
 class CrossNorm(RunningStatsNorm):
@@ -423,22 +398,12 @@ class CrossNorm(RunningStatsNorm):
         self._register_stat("running_var", num_features, 1.0)
         self._register_stat("running_n", 1, 0.0)
 
-    def _cross(self, x: Tensor, n: Tensor | float, col_mean: Tensor, col_var: Tensor) -> Tensor:
-        c = x.shape[1]
-        row_mean, row_var = mean_var(x, dim=1)
-        mean = (n * col_mean + c * row_mean - x) / (n + c)
-        return _standardize(x, mean, col_var + row_var, self.eps)
-
     def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
         x2 = self._flatten(x)
         if not self._use_fast_train_path(x2):
             return super()._forward(x)
         kernels, x2 = self._kernel_input(x2)
-        if kernels is None:
-            y, mean, var = CrossNormFunction.apply(x2, self.weight, self.bias, self.eps)
-        else:
-            fn = TritonCrossNormFunction if isinstance(kernels, TritonNorms) else CompiledCrossNormFunction
-            y, mean, var = fn.apply(x2, self.weight, self.bias, self.eps, kernels)
+        y, mean, var = train_cross_norm(x2, self.weight, self.bias, self.eps, kernels)
         if self.should_update():
             self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))
         return y.reshape(x.shape)
@@ -447,10 +412,10 @@ class CrossNorm(RunningStatsNorm):
         n, mean, var = column_moments(x, sync=self.sync)
         if self.should_update():
             self._update(running_mean=mean, running_var=var, running_n=n)
-        return self._cross(x, n, mean, var)
+        return cross_normalize(x, n, mean, var, self.eps)
 
     def _eval_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        return self._cross(x, self.stat("running_n"), self.stat("running_mean"), self.stat("running_var"))
+        return cross_normalize(x, self.stat("running_n"), self.stat("running_mean"), self.stat("running_var"), self.eps)
 
 
 _BUILDERS: dict[str, type[nn.Module]] = {

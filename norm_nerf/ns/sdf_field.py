@@ -6,7 +6,7 @@ k < 6, plus x), an 8 x 256 softplus(beta = 100) SDF network with a skip connecti
 the SDF and a 256-d geometry feature, a 4 x 256 ReLU colour network on (x, view direction, SDF gradient,
 feature) with a sigmoid output, and NeuS's learnable inverse deviation ``s``. Normals are the autograd
 gradient of the SDF, also in eval mode; the eikonal loss differentiates the SDF network twice: compiled cross norm
-and the softplus activations do it in C++ kernels (:class:`norm_nerf.core.functions.CompiledCrossNormGradFunction`,
+and the softplus activations do it in C++ kernels (:class:`norm_nerf.core.functions.KernelCrossNormGradFunction`,
 :mod:`norm_nerf.core.softplus`), the other norms through their analytic gradients written as differentiable
 expressions (:mod:`norm_nerf.core.norm_grads`). With ``use_grid_feature`` (neus-facto) a
 multiresolution hash grid (core ``HashGridEncoding``: plain torch, tinycudann when installed) adds features of x.

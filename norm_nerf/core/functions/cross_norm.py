@@ -1,13 +1,18 @@
-"""Cross norm ``(x - mu_ij) * rsqrt(Var_N(x)_j + Var_C(x)_i + eps) * weight + bias`` as autograd Functions.
+"""Cross norm ``(x - mu_ij) * rsqrt(Var_N(x)_j + Var_C(x)_i + eps) * weight + bias``: the reference expression and
+the train-mode back ends, one place for the formula.
 
-:class:`CrossNormFunction` is the eager fast path (every device; matrix-vector sums, one-pass moments with a
-two-pass fallback, in-place buffers, analytic backward). :class:`CompiledCrossNormFunction` is its C++ twin on
-float32 CPU tensors (``csrc/norms.cpp``: two passes forward, two backward, only per-row and per-column vectors
-saved), with :class:`CompiledCrossNormGradFunction` as its differentiable first backward (the double backward of
-an eikonal loss in three passes). :class:`TritonCrossNormFunction` and :class:`TritonCrossNormGradFunction` are the
-same Functions over the Triton kernels of :mod:`norm_nerf.core.triton.cross_norm` (float32 CUDA tensors), which take
-the C++ kernels' arguments. All return ``(y, col_mean, col_var)``; the reference expressions live in
-:class:`norm_nerf.core.norms.CrossNorm` and every path is tested against them.
+* :func:`cross_normalize`: the reference expression (no affine), given the column statistics; the layer uses it in
+  eval mode (running statistics), with synchronised statistics, under ``torch.func`` and for ``impl="reference"``;
+* :class:`CrossNormFunction`: the eager fast path (every device; matrix-vector sums, one-pass moments with a
+  two-pass fallback, in-place buffers, analytic backward);
+* :class:`KernelCrossNormFunction`: the same over fused kernels, the C++ ones on float32 CPU tensors
+  (``csrc/norms.cpp``) or the Triton ones on float32 CUDA tensors (:mod:`norm_nerf.core.triton.cross_norm`), which
+  take the same arguments (two passes forward, two backward, only per-row and per-column vectors saved); its
+  differentiable first backward :class:`KernelCrossNormGradFunction` makes the double backward of an eikonal loss
+  three kernel passes;
+* :func:`train_cross_norm`: the table from back end to Function; the layer calls it.
+
+All return ``(y, col_mean, col_var)`` and every path is tested against the reference.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from norm_nerf.core.functions.autograd import (
     kernel_args,
     remember_grads,
 )
-from norm_nerf.core.moments import colsum, moments, rowsum, unbiased_denominator
+from norm_nerf.core.moments import colsum, mean_var, moments, rowsum, standardize, unbiased_denominator
 from norm_nerf.core.norm_grads import cross_norm_grads
 
 
@@ -108,11 +113,12 @@ def _inv_std(
     return s.rsqrt_()
 
 
-class CompiledCrossNormFunction(torch.autograd.Function):
-    """Train-mode cross norm through the C++ kernel; same values, gradients and outputs as ``CrossNormFunction``.
+class KernelCrossNormFunction(torch.autograd.Function):
+    """Train-mode cross norm through fused kernels; same values, gradients and outputs as ``CrossNormFunction``.
 
-    Its backward under ``create_graph=True`` (double backward) is :class:`CompiledCrossNormGradFunction`, whose own
-    backward is a C++ kernel too. ``kernels``: the kernel module (default: ``cpu_kernels()``).
+    ``kernels``: the C++ kernel module (default: ``cpu_kernels()``) or the Triton kernels
+    (:class:`norm_nerf.core.triton.TritonNorms`), which share its signatures. Its backward under ``create_graph=True``
+    (double backward) is :class:`KernelCrossNormGradFunction`, whose own backward is a kernel too.
     """
 
     @staticmethod
@@ -128,7 +134,7 @@ class CompiledCrossNormFunction(torch.autograd.Function):
         x, w, b = kernel_args(x, weight, bias)
         y, row_mean, row_var, col_mean, col_var = kernels.cross_norm_forward(x, w, b, eps)
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var, weight)
-        ctx.eps, ctx.kernels, ctx.grad_function = eps, kernels, CompiledCrossNormGradFunction
+        ctx.eps, ctx.kernels = eps, kernels
         ctx.mark_non_differentiable(col_mean, col_var)
         return y, col_mean, col_var
 
@@ -138,27 +144,14 @@ class CompiledCrossNormFunction(torch.autograd.Function):
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
         x, w, *stats, weight = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
-            dx, dw, db = ctx.grad_function.apply(x, weight, grad, *stats, ctx.eps, ctx.kernels)
+            dx, dw, db = KernelCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps, ctx.kernels)
         else:
             dx, dw, db = ctx.kernels.cross_norm_backward(grad.contiguous(), x, w, *stats, ctx.eps)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None, None
 
 
-class TritonCrossNormFunction(CompiledCrossNormFunction):
-    """:class:`CompiledCrossNormFunction` over the Triton kernels (``kernels``: a
-    :class:`norm_nerf.core.triton.TritonNorms`); its double backward is :class:`TritonCrossNormGradFunction`."""
-
-    @staticmethod
-    def forward(
-        ctx: FunctionCtx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, kernels: object
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        out = CompiledCrossNormFunction.forward(ctx, x, weight, bias, eps, kernels)
-        ctx.grad_function = TritonCrossNormGradFunction
-        return out
-
-
-class CompiledCrossNormGradFunction(torch.autograd.Function):
+class KernelCrossNormGradFunction(torch.autograd.Function):
     """The cross norm's first backward ``(x, weight, g) -> (dx, d_weight, d_bias)`` as a differentiable op.
 
     ``dx = J(x)^T (g w)`` with ``J`` the Jacobian of the normalized output ``yhat = z r`` (no affine), so for an
@@ -172,11 +165,11 @@ class CompiledCrossNormGradFunction(torch.autograd.Function):
         H v = (K+1)/K dp - colsum(dp)/K - rowsum(dp)/K - (v - dm) A - (x - m) colsum(du)/(N-1)
               - (v - drho) B - (x - rho) rowsum(du)/(C-1)
 
-    The C++ kernel makes three passes over ``N x C`` (about 20 autograd ops per layer before, each a pass and most a
+    The kernels make three passes over ``N x C`` (about 20 autograd ops per layer before, each a pass and most a
     fresh buffer). Upstream gradients of ``d_weight`` / ``d_bias`` (rare: only a loss on the weight gradients) add
     ``J^T (g v_w)`` to ``dL/dx`` and ``v_w yhat + v_b`` to ``dL/dg``. A third derivative (``create_graph`` in this
     backward) differentiates the analytic expressions of :mod:`norm_nerf.core.norm_grads` instead.
-    ``kernels``: the kernel module (default: ``cpu_kernels()``).
+    ``kernels``: as for :class:`KernelCrossNormFunction`.
     """
 
     @staticmethod
@@ -220,11 +213,6 @@ class CompiledCrossNormGradFunction(torch.autograd.Function):
         return dx, (dw if weight is not None else None), dg, *[None] * 6
 
 
-class TritonCrossNormGradFunction(CompiledCrossNormGradFunction):
-    """:class:`CompiledCrossNormGradFunction` over the Triton kernels (the double-backward kernels of
-    :mod:`norm_nerf.core.triton.cross_norm`: three passes); a third derivative uses the analytic expressions."""
-
-
 def _grad_of_grads(
     x: Tensor, weight: Tensor | None, grad: Tensor, *upstream: Tensor | None, eps: float
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -242,3 +230,25 @@ def _grad_of_grads(
     outputs, pullback = vjp(grads, x, grad, *([weight] if weight is not None else []))
     got = pullback(tuple(torch.zeros_like(o) if u is None else u for o, u in zip(outputs, upstream)))
     return got[0], (got[2] if weight is not None else None), got[1]
+
+
+def cross_normalize(
+    x: Float[Tensor, "n c"], n: Tensor | float, col_mean: Float[Tensor, " c"], col_var: Float[Tensor, " c"], eps: float
+) -> Float[Tensor, "n c"]:
+    """The reference expression: ``(x - mu_ij) * rsqrt(col_var_j + Var_C(x)_i + eps)`` with the cross mean
+    ``mu_ij = (n col_mean_j + C rowmean_i - x_ij) / (n + C)`` (``n`` points behind the column statistics)."""
+    c = x.shape[1]
+    row_mean, row_var = mean_var(x, dim=1)
+    mean = (n * col_mean + c * row_mean - x) / (n + c)
+    return standardize(x, mean, col_var + row_var, eps)
+
+
+def train_cross_norm(
+    x: Float[Tensor, "n c"], weight: Tensor | None, bias: Tensor | None, eps: float, kernels: object | None
+) -> tuple[Float[Tensor, "n c"], Float[Tensor, " c"], Float[Tensor, " c"]]:
+    """Train-mode cross norm of ``x`` with its own statistics through the back end ``kernels`` (from
+    :func:`norm_nerf.core.functions.backend.select_kernels`): None for the eager Function, else the C++ or Triton
+    kernels; returns ``(y, col_mean, col_var)``."""
+    if kernels is None:
+        return CrossNormFunction.apply(x, weight, bias, eps)
+    return KernelCrossNormFunction.apply(x, weight, bias, eps, kernels)

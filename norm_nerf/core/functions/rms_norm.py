@@ -1,8 +1,12 @@
-"""RMS norm ``x * rsqrt(mean_j x_ij^2 + eps) * weight + bias`` as autograd Functions: the eager fast path
-(:class:`RMSNormFunction`, every device), its C++ twin on float32 CPU tensors (:class:`CompiledRMSNormFunction`,
-``csrc/norms.cpp``: one pass over each row forward, one backward) and the same over the Triton kernels on float32
-CUDA tensors (:class:`TritonRMSNormFunction`, :mod:`norm_nerf.core.triton.rms_norm`). The reference expression lives
-in :class:`norm_nerf.core.norms.RMSNorm`.
+"""RMS norm ``x * rsqrt(mean_j x_ij^2 + eps) * weight + bias``: the reference expression and the train-mode back
+ends, one place for the formula.
+
+* :func:`rms_normalize`: the reference expression (no affine);
+* :class:`RMSNormFunction`: the eager fast path (every device);
+* :class:`KernelRMSNormFunction`: the same over fused kernels, the C++ ones on float32 CPU tensors
+  (``csrc/norms.cpp``: one pass over each row forward, one backward) or the Triton ones on float32 CUDA tensors
+  (:mod:`norm_nerf.core.triton.rms_norm`), which take the same arguments;
+* :func:`train_rms_norm`: the table from back end to Function; the layer calls it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
@@ -60,10 +65,10 @@ class RMSNormFunction(torch.autograd.Function):
         return dx, grad_weight, grad_bias, None
 
 
-class CompiledRMSNormFunction(torch.autograd.Function):
-    """Train-mode RMS norm through the C++ kernel (one read of ``x`` forward, one of ``x`` and ``g`` backward);
-    ``kernels``: the kernel module (default: ``cpu_kernels()``). A double backward differentiates the analytic
-    expressions (:func:`norm_nerf.core.norm_grads.rms_norm_grads`)."""
+class KernelRMSNormFunction(torch.autograd.Function):
+    """Train-mode RMS norm through fused kernels (one read of ``x`` forward, one of ``x`` and ``g`` backward);
+    ``kernels``: the C++ kernel module (default: ``cpu_kernels()``) or the Triton kernels, which share its signatures.
+    A double backward differentiates the analytic expressions (:func:`norm_nerf.core.norm_grads.rms_norm_grads`)."""
 
     @staticmethod
     def forward(
@@ -91,6 +96,17 @@ class CompiledRMSNormFunction(torch.autograd.Function):
         return dx, (dw if ctx.affine else None), (db if ctx.affine else None), None, None
 
 
-class TritonRMSNormFunction(CompiledRMSNormFunction):
-    """:class:`CompiledRMSNormFunction` over the Triton kernels (``kernels``: a
-    :class:`norm_nerf.core.triton.TritonNorms`)."""
+def rms_normalize(x: Float[Tensor, "n c"], eps: float) -> Float[Tensor, "n c"]:
+    """The reference expression: ``x * rsqrt(mean_j x_ij^2 + eps)``."""
+    return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + eps)
+
+
+def train_rms_norm(
+    x: Float[Tensor, "n c"], weight: Tensor | None, bias: Tensor | None, eps: float, kernels: object | None
+) -> Float[Tensor, "n c"]:
+    """Train-mode RMS norm of ``x`` through the back end ``kernels`` (from
+    :func:`norm_nerf.core.functions.backend.select_kernels`): None for the eager Function, else the C++ or Triton
+    kernels."""
+    if kernels is None:
+        return RMSNormFunction.apply(x, weight, bias, eps)
+    return KernelRMSNormFunction.apply(x, weight, bias, eps, kernels)

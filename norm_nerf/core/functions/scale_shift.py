@@ -1,10 +1,14 @@
-"""Batch norm (per-column statistics) and global norm (one statistic) as autograd Functions.
+"""Batch norm (per-column statistics) and global norm (one statistic): the reference expression and the train-mode
+back ends, one place for the formula.
 
-:class:`ScaleShiftNormFunction`: the eager path works on every device; on float32 CPU tensors the caller passes the
-C++ kernels (:func:`norm_nerf.core.cpu_kernels.cpu_kernels`) whose ``column_sums`` and ``scale_add`` primitives
-replace two buffers and fuse the input gradient. :class:`TritonScaleShiftNormFunction`: the Triton kernels of
-:mod:`norm_nerf.core.triton.scale_shift` on float32 CUDA tensors (statistics, forward and input gradient fused). The
-reference expressions live in :class:`norm_nerf.core.norms.BatchNorm` and :class:`norm_nerf.core.norms.GlobalNorm`.
+* the reference expression is :func:`norm_nerf.core.moments.standardize` with the batch statistics (``bn``: per
+  column, the biased variance; ``gn``: over all entries, the unbiased one) or, in eval mode, the running ones;
+* :class:`ScaleShiftNormFunction`: the eager path on every device; on float32 CPU tensors it takes the C++ kernels
+  (:func:`norm_nerf.core.cpu_kernels.cpu_kernels`), whose ``column_sums`` and ``scale_add`` primitives replace two
+  buffers and fuse the input gradient;
+* :class:`KernelScaleShiftNormFunction`: fused kernels with statistics, forward and input gradient in a few passes
+  (the Triton ones of :mod:`norm_nerf.core.triton.scale_shift` on float32 CUDA tensors);
+* :func:`train_scale_shift`: the table from back end to Function; the layers call it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
@@ -107,9 +112,9 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None, None
 
 
-class TritonScaleShiftNormFunction(torch.autograd.Function):
-    """Train-mode batch norm (``global_stats=False``) or global norm through the Triton kernels (``kernels``: a
-    :class:`norm_nerf.core.triton.TritonNorms`); the same values, gradients and outputs as
+class KernelScaleShiftNormFunction(torch.autograd.Function):
+    """Train-mode batch norm (``global_stats=False``) or global norm through fused kernels with
+    ``scale_shift_forward`` / ``scale_shift_backward`` (the Triton kernels); the same values, gradients and outputs as
     :class:`ScaleShiftNormFunction`. The affine gradients come from the column sums of the backward kernel
     (``d_weight = r sum g (x - m)``, ``d_bias = sum g``); a double backward differentiates the analytic expressions
     (:func:`norm_nerf.core.norm_grads.scale_shift_grads`).
@@ -144,3 +149,20 @@ class TritonScaleShiftNormFunction(torch.autograd.Function):
         if not ctx.affine:
             return dx, None, None, None, None, None
         return dx, g_xc * rstd, g_sum, None, None, None
+
+
+def train_scale_shift(
+    x: Float[Tensor, "n c"],
+    weight: Tensor | None,
+    bias: Tensor | None,
+    eps: float,
+    global_stats: bool,
+    kernels: object | None,
+) -> tuple[Float[Tensor, "n c"], Tensor, Tensor]:
+    """Train-mode bn (``global_stats=False``) or gn of ``x`` through the back end ``kernels`` (from
+    :func:`norm_nerf.core.functions.backend.select_kernels`): kernels with fused scale-shift passes (Triton) go
+    through :class:`KernelScaleShiftNormFunction`; None (eager) and the C++ primitives through
+    :class:`ScaleShiftNormFunction`. Returns ``(y, mean, unbiased_var)``."""
+    if hasattr(kernels, "scale_shift_forward"):
+        return KernelScaleShiftNormFunction.apply(x, weight, bias, eps, global_stats, kernels)
+    return ScaleShiftNormFunction.apply(x, weight, bias, eps, global_stats, kernels)

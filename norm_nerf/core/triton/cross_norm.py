@@ -2,7 +2,7 @@
 
 The same algorithm as the C++ twin (``csrc/norms.cpp``) and the same formulas as
 :class:`norm_nerf.core.functions.cross_norm.CrossNormFunction` (input gradient) and
-:class:`~norm_nerf.core.functions.cross_norm.CompiledCrossNormGradFunction` (double backward); only per-row and
+:class:`~norm_nerf.core.functions.cross_norm.KernelCrossNormGradFunction` (double backward); only per-row and
 per-column vectors are saved between passes, and ``r = rsqrt(Var_C_i + Var_N_j + eps)`` is recomputed in every pass
 instead of stored (a multiply-add and a reciprocal square root cost less than writing and reading ``N x C`` floats).
 Differences from the C++ kernels, for accuracy: statistics come from :mod:`norm_nerf.core.triton.moments` (two-pass
