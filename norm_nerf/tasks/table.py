@@ -10,6 +10,11 @@ what this run would use is refused, naming the cell and the differences, unless 
 ``commands.txt`` lists one shell command per cell, so a scheduler can spread them (see README: Slurm
 job arrays). ``--jobs N`` runs cells as parallel local processes. Failed cells are listed (cell and the end of its
 log) on the console, in ``table.md`` and in ``results.json`` under ``failed``, and make the command fail.
+
+One table at a time per folder: a run holds ``<out>/.table.lock`` (``flock``; the kernel drops it when the holders
+die), and a second run on the folder is refused naming the first one's PID. The cells end with their table, on
+Ctrl-C, SIGTERM and (on Linux) ``kill -9`` alike (:mod:`norm_nerf.tasks.processes`), so no orphaned cell trains on
+and rewrites its ``metrics.json`` under a later run.
 """
 
 from __future__ import annotations
@@ -19,9 +24,7 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +35,7 @@ import tyro
 from norm_nerf.core import PAPER_METHODS, parse_method
 from norm_nerf.eval.plots import save_curves, save_rate_distortion
 from norm_nerf.tasks.common import flat_settings
+from norm_nerf.tasks.processes import LOCK_NAME, Command, exit_on_sigterm, lock_folder, run_commands
 from norm_nerf.tasks.run import TASKS, parse_task
 from norm_nerf.tasks.settled import SETTLED_RULE, finite, settled_orderings, settled_text
 from norm_nerf.tasks.trainer import CONVERGENCE_RULE, CONVERGENCE_THRESHOLD
@@ -416,16 +420,31 @@ def plan_cells(cfg: TableConfig, cells: list[Cell], expected: dict[str, dict[str
     return plan
 
 
-def _run_cell(cell: Cell, threads: int) -> tuple[Cell, dict[str, Any] | None]:
-    """Run one cell's command, its output to the cell's log.txt; returns the failure record, or None."""
+def _cell_failure(cell: Cell, returncode: int) -> dict[str, Any] | None:
+    """The failure record of an ended cell (None: it finished and wrote its metrics.json)."""
+    if returncode == 0 and (cell.out / "metrics.json").is_file():
+        return None
+    return failure_record(cell, returncode, cell.out / "log.txt")
+
+
+def _run_cells(cfg: TableConfig, todo: list[Cell], lock: int | None) -> list[dict[str, Any]]:
+    """Run the cells as local processes, ``--jobs`` at a time, each writing its log.txt; returns the failures in
+    cell order. The cells hold the folder's lock with the table and end with it (:mod:`norm_nerf.tasks.processes`)."""
+    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cell.out.mkdir(parents=True, exist_ok=True)
-    log_path = cell.out / "log.txt"
-    with open(log_path, "w") as log:
-        proc = subprocess.run(cell.command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
-    if proc.returncode == 0 and (cell.out / "metrics.json").is_file():
-        return cell, None
-    return cell, failure_record(cell, proc.returncode, log_path)
+    failures: dict[int, dict[str, Any]] = {}
+    with progress() as bar:
+        task = bar.add_task(f"table {cfg.task}", total=len(todo))
+
+        def done(index: int, returncode: int) -> None:
+            bar.advance(task)
+            failure = _cell_failure(todo[index], returncode)
+            if failure:
+                failures[index] = failure
+
+        commands = [Command(c.command, c.out / "log.txt", env) for c in todo]
+        run_commands(commands, cfg.jobs, done, keep_fds=() if lock is None else (lock,))
+    return [failures[i] for i in sorted(failures)]
 
 
 def failure_record(cell: Cell, returncode: int, log_path: Path) -> dict[str, Any]:
@@ -443,12 +462,23 @@ def failure_record(cell: Cell, returncode: int, log_path: Path) -> dict[str, Any
 
 
 def run_table(cfg: TableConfig) -> dict[str, Any]:
-    """Run (or resume) the grid; returns the collected results."""
+    """Run (or resume) the grid; returns the collected results.
+
+    The folder is locked for the run (:func:`norm_nerf.tasks.processes.lock_folder`): a second table on it is refused
+    naming the first one's PID. SIGTERM, Ctrl-C or a ``kill -9`` of the table ends its running cells."""
     if cfg.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {cfg.jobs}")
     cells = build_cells(cfg)
     expected = _expected_configs(cfg, cells)  # refuses bad --extra flags before the folder is made
-    _claim_folder(cfg)
+    _refuse_foreign_folder(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    with lock_folder(cfg.out) as lock, exit_on_sigterm():
+        _mark_folder(cfg)
+        return _run_locked(cfg, cells, expected, lock)
+
+
+def _run_locked(cfg: TableConfig, cells: list[Cell], expected: dict[str, Any], lock: int | None) -> dict[str, Any]:
+    """:func:`run_table` once the folder is claimed and locked."""
     plan = plan_cells(cfg, cells, expected)
     if plan.stale and not cfg.overwrite:
         cell, why = plan.stale[0]
@@ -469,14 +499,7 @@ def run_table(cfg: TableConfig) -> dict[str, Any]:
         return {}
     for cell, _ in plan.stale:  # a failed re-run must not leave the old result to be collected
         (cell.out / "metrics.json").unlink()
-    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
-    failures = []
-    with progress() as bar, ThreadPoolExecutor(cfg.jobs) as pool:
-        task = bar.add_task(f"table {cfg.task}", total=len(plan.todo))
-        for _cell, failure in pool.map(lambda c: _run_cell(c, threads), plan.todo):
-            bar.advance(task)
-            if failure:
-                failures.append(failure)
+    failures = _run_cells(cfg, plan.todo, lock)
     results = collect(cfg, cells, failures)
     for f in failures:
         CONSOLE.print(f"[red]failed[/red] {f['cell']}: {f['error']} (log: {f['log']})")
@@ -490,17 +513,21 @@ def run_table(cfg: TableConfig) -> dict[str, Any]:
     return results
 
 
-def _claim_folder(cfg: TableConfig) -> None:
+def _refuse_foreign_folder(cfg: TableConfig) -> None:
+    """A non-empty ``--out`` must hold a table (its table.json, or the lock of a table that is starting)."""
+    out = cfg.out
+    if not out.exists() or (out / "table.json").is_file() or (out / LOCK_NAME).is_file() or not any(out.iterdir()):
+        return
+    raise FileExistsError(f"{out}: folder exists, is not empty and is not a norm-inr table; choose another --out")
+
+
+def _mark_folder(cfg: TableConfig) -> None:
+    """Refuse a table of another task; mark the folder as this task's table (table.json)."""
     marker = cfg.out / "table.json"
     if marker.is_file():
         previous = json.loads(marker.read_text()).get("task")
         if previous != cfg.task:
             raise FileExistsError(f"{cfg.out}: holds a table for task {previous!r}; choose another --out")
-    elif cfg.out.exists() and any(cfg.out.iterdir()):
-        raise FileExistsError(
-            f"{cfg.out}: folder exists, is not empty and is not a norm-inr table; choose another --out"
-        )
-    cfg.out.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"task": cfg.task, "preset": cfg.preset})
 
 

@@ -15,7 +15,7 @@ import pytest
 import tyro
 from PIL import Image
 
-from norm_nerf.tasks import run, table
+from norm_nerf.tasks import processes, run, table
 from norm_nerf.tasks.table import (
     CellsFailedError,
     TableConfig,
@@ -28,24 +28,35 @@ from norm_nerf.tasks.table import (
 
 
 class _InProcess:
-    """Stands in for ``subprocess`` in the table module: runs a cell's command in this process; the
-    methods in ``fail`` exit 2 with an error line in the cell's log, as a failing cell does."""
+    """Stands in for ``subprocess`` in :mod:`norm_nerf.tasks.processes`: runs a cell's command in this process when
+    the table starts it; the methods in ``fail`` exit 2 with an error line in the cell's log, as a failing cell does."""
 
     STDOUT = subprocess.STDOUT
+    TimeoutExpired = subprocess.TimeoutExpired
 
     def __init__(self, fail: tuple[str, ...] = ()) -> None:
         self.fail, self.ran = fail, []
 
-    def run(self, cmd, stdout, stderr, env, check):
+    def Popen(self, cmd, stdout, stderr, env, preexec_fn, pass_fds):  # noqa: N802  (subprocess's name)
         assert cmd[1:3] == ["-m", "norm_nerf.tasks"]  # the tasks' own runner, not a CLI of the layer above
         args = cmd[3:]
         self.ran.append(args)
         method = args[args.index("--method") + 1]
         if method in self.fail:
             stdout.write("Traceback (most recent call last):\n  ...\nerror: boom in " + method + "\n")
-            return subprocess.CompletedProcess(cmd, 2)
+            return _Ended(2)
         run.main(args)
-        return subprocess.CompletedProcess(cmd, 0)
+        return _Ended(0)
+
+
+class _Ended:
+    """A child process that has ended with ``returncode``."""
+
+    def __init__(self, returncode: int) -> None:
+        self.returncode = returncode
+
+    def poll(self) -> int:
+        return self.returncode
 
 
 @pytest.fixture
@@ -89,7 +100,7 @@ def test_table_runs_and_resumes(tmp_path, tiny_image) -> None:
 
 def test_resume_keeps_cells_with_the_same_settings(tmp_path, tiny_image, monkeypatch) -> None:
     runner = _InProcess()
-    monkeypatch.setattr(table, "subprocess", runner)
+    monkeypatch.setattr(processes, "subprocess", runner)
     cfg = _cfg(tiny_image, tmp_path / "t")
     results = run_table(cfg)
     assert set(results["nets"]["1x8"]) == {"relu", "pe+cn"} and len(runner.ran) == 2
@@ -100,7 +111,7 @@ def test_resume_keeps_cells_with_the_same_settings(tmp_path, tiny_image, monkeyp
 
 def test_changed_settings_are_refused_naming_the_cell_or_rerun_with_overwrite(tmp_path, tiny_image, monkeypatch):
     runner = _InProcess()
-    monkeypatch.setattr(table, "subprocess", runner)
+    monkeypatch.setattr(processes, "subprocess", runner)
     out = tmp_path / "t"
     run_table(_cfg(tiny_image, out, methods=("relu",)))
     commands = (out / "commands.txt").read_text()
@@ -118,7 +129,7 @@ def test_changed_settings_are_refused_naming_the_cell_or_rerun_with_overwrite(tm
 
 
 def test_cells_without_a_settings_record_are_refused(tmp_path, tiny_image, monkeypatch) -> None:
-    monkeypatch.setattr(table, "subprocess", _InProcess())
+    monkeypatch.setattr(processes, "subprocess", _InProcess())
     out = tmp_path / "t"
     run_table(_cfg(tiny_image, out, methods=("relu",), dry_run=True))
     cell = out / "cells" / "tiny" / "1x8" / "relu"
@@ -131,7 +142,7 @@ def test_cells_without_a_settings_record_are_refused(tmp_path, tiny_image, monke
 
 
 def test_failed_cells_are_listed_and_fail_the_run(tmp_path, tiny_image, monkeypatch) -> None:
-    monkeypatch.setattr(table, "subprocess", _InProcess(fail=("pe",)))
+    monkeypatch.setattr(processes, "subprocess", _InProcess(fail=("pe",)))
     out = tmp_path / "t"
     with pytest.raises(CellsFailedError, match=r"1 of 2 cells failed, first tiny/1x8/pe: exit 2: error: boom in pe"):
         run_table(_cfg(tiny_image, out, methods=("relu", "pe")))
@@ -146,7 +157,7 @@ def test_failed_cells_are_listed_and_fail_the_run(tmp_path, tiny_image, monkeypa
 def test_all_cells_failing_exits_non_zero_with_the_list(tmp_path, tiny_image, monkeypatch, capsys) -> None:
     from norm_nerf.scripts.inr import entrypoint
 
-    monkeypatch.setattr(table, "subprocess", _InProcess(fail=("relu", "pe")))
+    monkeypatch.setattr(processes, "subprocess", _InProcess(fail=("relu", "pe")))
     out = tmp_path / "t"
     argv = ["norm-inr", "table", "image", "--methods", "relu,pe", "--nets", "1x8", "--steps", "3",
             "--inputs", str(tiny_image), "--extra", "--resize None", "--out", str(out)]  # fmt: skip
@@ -209,6 +220,22 @@ def test_table_refuses_foreign_folder(tmp_path) -> None:
         run_table(TableConfig("ct", methods=("relu",), out=tmp_path, dry_run=True))
 
 
+def test_a_folder_another_table_holds_is_refused_naming_its_pid_and_a_dead_holder_never_blocks(tmp_path) -> None:
+    import fcntl
+
+    cfg = TableConfig("ct", methods=("relu",), nets=("1x8",), out=tmp_path / "t", dry_run=True)
+    cfg.out.mkdir()
+    with open(cfg.out / ".table.lock", "w") as held:  # another table's lock (flock: per open file)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("12345\n")
+        held.flush()
+        with pytest.raises(ValueError, match=r"^\S+/t: another norm-inr table \(PID 12345\) is running"):
+            run_table(cfg)
+        assert not (cfg.out / "commands.txt").exists()
+    assert run_table(cfg) == {}  # the holder is gone: its PID in the file does not block
+    assert (cfg.out / "commands.txt").is_file()
+
+
 def test_markdown_layout() -> None:
     res = {"metric": "psnr", "nets": {"2x8": {"relu": {"psnr": 20.0, "psnr_best_train_mode": 21.0}}}}
     text = markdown_table(res)
@@ -219,7 +246,7 @@ def test_markdown_layout() -> None:
 
 def test_seeds_give_mean_and_std_and_unconverged_cells_are_flagged(tmp_path, tiny_image, monkeypatch) -> None:
     fake = _InProcess()
-    monkeypatch.setattr(table, "subprocess", fake)
+    monkeypatch.setattr(processes, "subprocess", fake)
     extra = ("--resize", "None", "--log-every", "1", "--schedule", "constant")  # a curve point per step
     cfg = _cfg(tiny_image, tmp_path / "s", methods=("pe+cn",), seeds=(0, 1), steps=20, extra=extra)
     results = run_table(cfg)
@@ -245,7 +272,7 @@ def test_seeds_give_mean_and_std_and_unconverged_cells_are_flagged(tmp_path, tin
 
 def test_check_halving_runs_half_step_twins_and_flags_cells_still_gaining(tmp_path, tiny_image, monkeypatch) -> None:
     fake = _InProcess()
-    monkeypatch.setattr(table, "subprocess", fake)
+    monkeypatch.setattr(processes, "subprocess", fake)
     extra = ("--resize", "None", "--schedule", "constant")
     cfg = _cfg(tiny_image, tmp_path / "h", methods=("pe+cn",), steps=20, extra=extra, check_halving=True)
     results = run_table(cfg)
