@@ -9,13 +9,16 @@
   (``nerfstudio/exporter/marching_cubes.py``) moves its grid points to the GPU with ``.cuda()`` unconditionally,
   before it calls the field, so without CUDA it fails inside nerfstudio with torch's "not compiled with CUDA" /
   "no NVIDIA driver". :func:`check_marching_cubes_device`, called while the surface models are built (the last point
-  where our code runs before that), stops such an export first with a message that names ``norm-extract-mesh``.
+  where our code runs before that), stops such an export first with a message that names ``norm-extract-mesh``. It
+  recognises the export by the command line of the process (``ns-export marching-cubes …``), not by inspecting
+  its callers.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -32,20 +35,18 @@ class NeedsCudaError(SystemExit):
     traceback (a ``SystemExit``, as nerfstudio's own exporter checks exit)."""
 
 
-def running_nerfstudio_exporter(name: str) -> Any | None:
-    """The instance of nerfstudio's exporter class ``name`` (e.g. ``ExportMarchingCubesMesh``) whose method is on the
-    call stack, or None (also when nerfstudio's exporter module is not imported: then no export is running)."""
-    module = sys.modules.get("nerfstudio.scripts.exporter")
-    cls = getattr(module, name, None)
-    if not isinstance(cls, type):
+def marching_cubes_export(argv: Sequence[str] | None = None) -> str | None:
+    """When this process is ``ns-export marching-cubes`` (or ``python -m nerfstudio.scripts.exporter
+    marching-cubes``): the ``--load-config`` it was given (``"CONFIG"`` if none); None otherwise."""
+    args = list(sys.argv if argv is None else argv)
+    if len(args) < 2 or Path(args[0]).name not in ("ns-export", "exporter.py") or args[1] != "marching-cubes":
         return None
-    frame = sys._getframe(1)
-    while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, cls):
-            return candidate
-        frame = frame.f_back
-    return None
+    for i, arg in enumerate(args):
+        if arg.startswith("--load-config="):
+            return arg.split("=", 1)[1]
+        if arg in ("--load-config", "--load_config") and i + 1 < len(args):
+            return args[i + 1]
+    return "CONFIG"
 
 
 def check_marching_cubes_device() -> None:
@@ -53,6 +54,6 @@ def check_marching_cubes_device() -> None:
     a run on a machine without CUDA; nothing otherwise."""
     if torch.cuda.is_available():
         return
-    exporter = running_nerfstudio_exporter("ExportMarchingCubesMesh")
-    if exporter is not None:
-        raise NeedsCudaError(MARCHING_CUBES_NEEDS_CUDA.format(config=getattr(exporter, "load_config", "CONFIG")))
+    config = marching_cubes_export()
+    if config is not None:
+        raise NeedsCudaError(MARCHING_CUBES_NEEDS_CUDA.format(config=config))

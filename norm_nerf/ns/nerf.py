@@ -6,15 +6,17 @@ One module for both: Mip-NeRF's config extends NeRF's, and both build their fiel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.encodings import NeRFEncoding
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
-from torch import nn
+from torch import Tensor
 
-from norm_nerf.core.norms import set_stat_slot
-from norm_nerf.ns.base_model import NormModel, NormModelConfig
+from norm_nerf.core.norms import stat_slot
+from norm_nerf.ns.base_model import NormModel, NormModelConfig, with_fine_aliases
 from norm_nerf.ns.fields import NormNeRFField
 
 
@@ -64,25 +66,6 @@ def _field(config: NormNeRFModelConfig, integrated: bool, num_slots: int) -> Nor
     )
 
 
-class SlotAfterCall(nn.Module):
-    """Wraps a sampler: after it runs, the given field switches to another statistics slot.
-
-    Mip-NeRF queries one field with uniform (coarse) samples and then with PDF (fine) samples; their
-    feature statistics differ, so each pass keeps its own running statistics.
-    """
-
-    def __init__(self, sampler: nn.Module, field: nn.Module, slot: int) -> None:
-        super().__init__()
-        self.sampler = sampler
-        self._field = [field]  # not a submodule: the field is registered by the model already
-        self.slot = slot
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.sampler(*args, **kwargs)
-        set_stat_slot(self._field[0], self.slot)
-        return out
-
-
 class NormNeRFModel(NormModel, NeRFModel):
     """Vanilla NeRF whose coarse and fine fields are :class:`NormNeRFField` (separate fields: one slot each)."""
 
@@ -102,11 +85,27 @@ class NormMipNerfModel(NormModel, MipNerfModel):
     def populate_modules(self) -> None:
         super().populate_modules()
         self.field = _field(self.config, integrated=True, num_slots=2)
-        self.sampler_pdf = SlotAfterCall(self.sampler_pdf, self.field, slot=1)
 
-    def get_outputs(self, ray_bundle):
-        set_stat_slot(self.field, 0)  # coarse pass; the PDF sampler switches to slot 1 for the fine pass
-        try:
-            return super().get_outputs(ray_bundle)
-        finally:
-            set_stat_slot(self.field, 0)
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        """nerfstudio's Mip-NeRF passes, each with its own running statistics: the coarse pass (uniform samples) in
+        slot 0, the fine pass (PDF samples) in slot 1; the fine pass also under the plain output names."""
+        uniform = self.sampler_uniform(ray_bundle)
+        coarse = self._render_pass(uniform, slot=0)
+        fine = self._render_pass(self.sampler_pdf(ray_bundle, uniform, coarse["weights"]), slot=1)
+        outputs = {f"{name}_{which}": out[name] for name in ("rgb", "accumulation", "depth")
+                   for which, out in (("coarse", coarse), ("fine", fine))}  # fmt: skip
+        return with_fine_aliases(outputs)
+
+    def _render_pass(self, samples: RaySamples, slot: int) -> dict[str, Tensor]:
+        """One pass of the field over ``samples`` with statistics slot ``slot``: weights, rgb, accumulation, depth."""
+        with stat_slot(self.field, slot):
+            field_outputs = self.field.forward(samples)
+        if self.config.use_gradient_scaling:
+            field_outputs = scale_gradients_by_distance_squared(field_outputs, samples)
+        weights = samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        return {
+            "weights": weights,
+            "rgb": self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights),
+            "accumulation": self.renderer_accumulation(weights),
+            "depth": self.renderer_depth(weights, samples),
+        }

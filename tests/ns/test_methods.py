@@ -84,6 +84,19 @@ def test_no_grad_queries_leave_statistics_untouched(mipnerf_run) -> None:
     assert any(not torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
+def test_mipnerf_coarse_and_fine_passes_use_their_own_statistics_slots(mipnerf_run) -> None:
+    """One training pass counts one batch in slot 0 (uniform samples) and one in slot 1 (PDF samples), and leaves
+    the field in slot 0."""
+    pipeline, _, _ = _load(mipnerf_run)
+    model = pipeline.model.train()
+    norms = [m for m in model.field.modules() if isinstance(m, RunningStatsNorm)]
+    before = [m.num_batches_tracked.clone() for m in norms]
+    ray_bundle, _ = pipeline.datamanager.next_train(0)
+    model(ray_bundle)
+    for m, tracked in zip(norms, before):
+        assert (m.num_batches_tracked - tracked).tolist() == [1, 1] and m.slot == 0
+
+
 @pytest.mark.slow
 def test_norm_nerf_trains_with_norm_none(tiny_scene, tmp_path) -> None:
     from norm_nerf.ns.runs import cpu_preset, method_config, train

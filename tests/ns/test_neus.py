@@ -177,36 +177,28 @@ def test_forward_geonetwork_is_the_eval_mode_sdf(grid: bool) -> None:
 
 
 def test_marching_cubes_exporter_without_cuda_points_at_norm_extract_mesh(monkeypatch) -> None:
-    """The check our surface models run while ns-export marching-cubes loads them: only inside that exporter, only
-    without CUDA (nerfstudio's exporter stands in for a fake one here, so open3d is not needed)."""
-    import types
+    """The check our surface models run while ns-export marching-cubes loads them: only in that exporter's process
+    (told by its command line), only without CUDA."""
+    from norm_nerf.ns.exporter import NeedsCudaError, check_marching_cubes_device, marching_cubes_export
 
-    from norm_nerf.ns.exporter import NeedsCudaError, check_marching_cubes_device
-
-    class ExportMarchingCubesMesh:
-        load_config = Path("outputs/scan/norm-neus/run/config.yml")
-
-        def main(self) -> None:
-            check_marching_cubes_device()  # in nerfstudio: main -> eval_setup -> ... -> our populate_modules
-
-    class ExportPointCloud:
-        def main(self) -> None:
-            check_marching_cubes_device()
-
-    check_marching_cubes_device()  # no exporter module imported, or no export running: nothing
-    monkeypatch.setitem(sys.modules, "nerfstudio.scripts.exporter", types.SimpleNamespace(
-        ExportMarchingCubesMesh=ExportMarchingCubesMesh, ExportPointCloud=ExportPointCloud))  # fmt: skip
+    config = "outputs/scan/norm-neus/run/config.yml"
+    assert marching_cubes_export(["/env/bin/ns-export", "marching-cubes", "--load-config", config]) == config
+    assert marching_cubes_export(["exporter.py", "marching-cubes", f"--load-config={config}"]) == config
+    assert marching_cubes_export(["/env/bin/ns-export", "pointcloud", "--load-config", config]) is None
+    assert marching_cubes_export(["/env/bin/ns-train", "norm-neus"]) is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    check_marching_cubes_device()
-    ExportPointCloud().main()  # another exporter: nothing
+    check_marching_cubes_device()  # pytest's own command line: nothing
+    monkeypatch.setattr(sys, "argv", ["/env/bin/ns-export", "pointcloud", "--load-config", config])
+    check_marching_cubes_device()  # another exporter: nothing
+    monkeypatch.setattr(sys, "argv", ["/env/bin/ns-export", "marching-cubes", "--load-config", config])
     with pytest.raises(NeedsCudaError) as info:
-        ExportMarchingCubesMesh().main()
+        check_marching_cubes_device()
     message = str(info.value.code)
     assert "needs CUDA" in message and "nerfstudio/exporter/marching_cubes.py" in message
-    assert "norm-extract-mesh --load-config outputs/scan/norm-neus/run/config.yml" in message
+    assert f"norm-extract-mesh --load-config {config}" in message
     assert isinstance(info.value, SystemExit)  # the CLI exits 1 with the message, no traceback
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    ExportMarchingCubesMesh().main()  # with CUDA nerfstudio's exporter runs
+    check_marching_cubes_device()  # with CUDA nerfstudio's exporter runs
 
 
 # ---- mesh export helpers ----
