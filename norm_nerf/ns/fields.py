@@ -7,7 +7,10 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 from nerfstudio.field_components.encodings import Encoding
+from nerfstudio.field_components.field_heads import DensityFieldHead, RGBFieldHead
+from nerfstudio.fields.base_field import Field
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from torch import nn
 
 from norm_nerf.core.mlp import NormMLP
 from norm_nerf.core.norms import NormImpl, NormKind, check_norm_kind
@@ -54,7 +57,8 @@ class _NsMLP(NormMLP):
 
 
 class NormNeRFField(NeRFField):
-    """nerfstudio's ``NeRFField`` with its base and head MLPs replaced by normalized trunks.
+    """nerfstudio's ``NeRFField`` (its forward passes) with normalized trunks as its base and head MLPs (only these are
+    built).
 
     The architecture (widths, depths, skip connections, ReLU outputs of both trunks, density and RGB
     heads) is the base field's; with ``norm="none"`` it is the same function family with the same
@@ -74,16 +78,11 @@ class NormNeRFField(NeRFField):
         use_integrated_encoding: bool = False,
         num_slots: int = 1,
     ) -> None:
-        super().__init__(
-            position_encoding=position_encoding,
-            direction_encoding=direction_encoding,
-            base_mlp_num_layers=base_mlp_num_layers,
-            base_mlp_layer_width=base_mlp_layer_width,
-            head_mlp_num_layers=head_mlp_num_layers,
-            head_mlp_layer_width=head_mlp_layer_width,
-            skip_connections=skip_connections,
-            use_integrated_encoding=use_integrated_encoding,
-        )
+        Field.__init__(self)  # NeRFField's own __init__ would build MLPs that ours replace
+        self.position_encoding = position_encoding
+        self.direction_encoding = direction_encoding
+        self.use_integrated_encoding = use_integrated_encoding
+        self.spatial_distortion = None
         self.norm_config = norm
         self.mlp_base = _NsMLP(
             position_encoding.get_out_dim(),
@@ -93,6 +92,7 @@ class NormNeRFField(NeRFField):
             skips=tuple(s for s in skip_connections if 0 < s < base_mlp_num_layers),
             **norm.mlp_norm("base", num_slots),
         )
+        self.field_output_density = DensityFieldHead(in_dim=self.mlp_base.get_out_dim())
         self.mlp_head = _NsMLP(
             base_mlp_layer_width + direction_encoding.get_out_dim(),
             None,
@@ -100,3 +100,4 @@ class NormNeRFField(NeRFField):
             head_mlp_layer_width,
             **norm.mlp_norm("head", num_slots),
         )
+        self.field_heads = nn.ModuleList([RGBFieldHead(in_dim=self.mlp_head.get_out_dim())])
