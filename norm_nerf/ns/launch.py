@@ -184,13 +184,7 @@ def train(config: TrainerConfig) -> Any:
         init_process_group(config, layout, timeout)
     try:
         quiet_unless_main(layout)
-        prepare_config(config, layout)
-        if layout.is_main:
-            config.print_to_terminal()
-            config.save_config()
-        seed_rank(config.machine.seed, layout.rank)
-        trainer = config.setup(local_rank=layout.local_rank, world_size=layout.world_size)
-        trainer.setup()
+        trainer = setup_run(config, layout, announce=True)
         _train_or_explain(trainer, layout)
         return trainer
     finally:
@@ -198,6 +192,25 @@ def train(config: TrainerConfig) -> Any:
         if layout.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
             comms.LOCAL_PROCESS_GROUP = None
+
+
+ONE_PROCESS = ProcessLayout(0, 0, 1, 1, 0)
+"""The layout of a run in this process alone."""
+
+
+def setup_run(config: TrainerConfig, layout: ProcessLayout = ONE_PROCESS, announce: bool = False) -> Any:
+    """The trainer of ``config`` in this process, set up as ``ns-train`` sets one up: the layout's config
+    (:func:`prepare_config`), ``config.yml`` written by rank 0 (after printing the config, with ``announce``), Python,
+    NumPy and torch seeded with ``machine.seed + rank``, the trainer built and set up (data, model, checkpoint)."""
+    prepare_config(config, layout)
+    if layout.is_main:
+        if announce:
+            config.print_to_terminal()
+        config.save_config()
+    seed_rank(config.machine.seed, layout.rank)
+    trainer = config.setup(local_rank=layout.local_rank, world_size=layout.world_size)
+    trainer.setup()
+    return trainer
 
 
 def _train_or_explain(trainer: Any, layout: ProcessLayout) -> None:

@@ -78,19 +78,14 @@ def train(config: TrainerConfig, step_seconds: list[float] | None = None) -> Pat
 
 
 def setup_trainer(config: TrainerConfig):
-    """Save the config and build the trainer in this process, seeded with ``machine.seed`` exactly as ``ns-train``
-    seeds rank 0 (Python, NumPy and torch), so in-process runs are as reproducible as ``ns-train`` runs. Errors are
-    raised (``one_line_errors`` off), not turned into an exit."""
-    from norm_nerf.ns.launch import seed_rank
+    """The trainer of ``config`` in this process, set up exactly as ``ns-train`` sets up rank 0
+    (:func:`norm_nerf.ns.launch.setup_run`: timestamp, ``config.yml``, seeds), so in-process runs are as reproducible
+    as ``ns-train`` runs. Errors are raised (``one_line_errors`` off), not turned into an exit."""
+    from norm_nerf.ns.launch import setup_run
 
     if isinstance(config, NormTrainerConfig):
         config.one_line_errors = False  # raised to the Python caller
-    config.set_timestamp()
-    config.save_config()
-    seed_rank(config.machine.seed, 0)
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    return trainer
+    return setup_run(config)
 
 
 def _timed(fn: Callable[[int], Any], seconds: list[float]) -> Callable[[int], Any]:
