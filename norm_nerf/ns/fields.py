@@ -35,7 +35,8 @@ class NormOptions:
     norm_momentum: float | None = 0.1
     """Momentum of the running statistics of bn/gn/cn (None = cumulative average)."""
     norm_impl: NormImpl = "auto"
-    """Norm implementation: auto (C++ kernels on CPU, built once; else fast), fast, reference or compiled."""
+    """Norm implementation: auto (Triton kernels on CUDA, C++ kernels on the CPU, else fast), fast (eager), reference,
+    compiled (C++ kernels, built once) or triton (Triton kernels)."""
 
     def norm_options(self) -> NormOptions:
         """These options alone (of a model config that inherits them), for a field."""

@@ -196,7 +196,7 @@ class NormSDFField(Field):
         aabb: scene box (unused: NeuS works inside the unit sphere; kept for nerfstudio's interface).
         num_images: training images (unused: no appearance embedding, as in NeuS).
         use_average_appearance_embedding: unused (no appearance embedding).
-        spatial_distortion: unused (no grid features).
+        spatial_distortion: unused (the SDF lives in the unit sphere; the hash grid, when on, reads [-1, 1]^3 as is).
     """
 
     config: NormSDFFieldConfig
