@@ -70,7 +70,7 @@ def compiling_for(arch: int) -> Iterator[list]:
     patched = []
     for module in kernels._m.values():
         for name, value in vars(module).items():
-            if isinstance(value, JITFunction):
+            if isinstance(value, JITFunction) and value.fn.__module__ == module.__name__:  # kernels, not helpers
                 patched.append((module, name, value))
                 setattr(module, name, _Warmup(value, compiled))
     previous = driver._active

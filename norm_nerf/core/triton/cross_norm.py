@@ -24,6 +24,7 @@ from torch import Tensor
 
 from norm_nerf.core.triton.launch import LaunchConfig, cdiv, empty
 from norm_nerf.core.triton.moments import batch_moments
+from norm_nerf.core.triton.tiles import column_range, load_columns, load_rows, row_tile
 
 
 @triton.jit
@@ -33,18 +34,15 @@ def cross_forward_kernel(
     BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     """``y = z r w + b`` with ``z = x - mu_ij`` and ``r = rsqrt(rho_var_i + col_var_j + eps)``."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_C)
-    row_ok, col_ok = rows < n_rows, cols < n_cols
-    ok = row_ok[:, None] & col_ok[None, :]
-    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    rows, row_ok, ok, offs = row_tile(tl.program_id(0) * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
     x = tl.load(X + offs, mask=ok, other=0.0)
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    b = tl.load(B + cols, mask=col_ok, other=0.0)
-    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
-    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
-    rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
-    rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+    w = load_columns(W, cols, col_ok)
+    b = load_columns(B, cols, col_ok)
+    cm = load_columns(COL_MEAN, cols, col_ok)
+    cv = load_columns(COL_VAR, cols, col_ok)
+    rm = load_rows(ROW_MEAN, rows, row_ok)
+    rv = load_rows(ROW_VAR, rows, row_ok)
     z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
     r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
     tl.store(Y + offs, z * r * w[None, :] + b[None, :], mask=ok)
@@ -59,25 +57,21 @@ def cross_backward_sums_kernel(
     """Column partials ``sum g``, ``sum g yhat``, ``sum g r``, ``sum g z r^3`` (``PART[program, 0..3]``) and per row
     ``ROW_B = sum_j w g z r^3 / (C-1)`` and ``ROW_P = sum_j w g r``."""
     pid = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_C)
-    col_ok = cols < n_cols
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
-    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    w = load_columns(W, cols, col_ok)
+    cm = load_columns(COL_MEAN, cols, col_ok)
+    cv = load_columns(COL_VAR, cols, col_ok)
     s_g = tl.full([BLOCK_C], 0.0, tl.float32)
     s_gy = tl.full([BLOCK_C], 0.0, tl.float32)
     s_gr = tl.full([BLOCK_C], 0.0, tl.float32)
     s_u = tl.full([BLOCK_C], 0.0, tl.float32)
     first = pid * tiles_per_program * BLOCK_N
     for t in range(0, tiles_per_program):
-        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        row_ok = rows < n_rows
-        ok = row_ok[:, None] & col_ok[None, :]
-        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        rows, row_ok, ok, offs = row_tile(first + t * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
         x = tl.load(X + offs, mask=ok, other=0.0)
         g = tl.load(G + offs, mask=ok, other=0.0)
-        rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
-        rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+        rm = load_rows(ROW_MEAN, rows, row_ok)
+        rv = load_rows(ROW_VAR, rows, row_ok)
         r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
         z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
         gr = g * r
@@ -103,22 +97,19 @@ def cross_backward_kernel(
 ):  # fmt: skip
     """``dx = (K+1)/K w g r - w colsum(g r)/K - rowsum(w g r)/K - (x - m_j) a_j - (x - rho_i) b_i`` with
     ``a_j = w_j colsum(g z r^3)_j / (N-1)`` and ``b_i`` = ``ROW_B``."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_C)
-    row_ok, col_ok = rows < n_rows, cols < n_cols
-    ok = row_ok[:, None] & col_ok[None, :]
-    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    rows, row_ok, ok, offs = row_tile(tl.program_id(0) * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
     x = tl.load(X + offs, mask=ok, other=0.0)
     g = tl.load(G + offs, mask=ok, other=0.0)
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
-    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
-    s_gr = tl.load(SUMS + 2 * n_cols + cols, mask=col_ok, other=0.0)
-    s_u = tl.load(SUMS + 3 * n_cols + cols, mask=col_ok, other=0.0)
-    rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
-    rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
-    b_row = tl.load(ROW_B + rows, mask=row_ok, other=0.0)
-    p_row = tl.load(ROW_P + rows, mask=row_ok, other=0.0)
+    w = load_columns(W, cols, col_ok)
+    cm = load_columns(COL_MEAN, cols, col_ok)
+    cv = load_columns(COL_VAR, cols, col_ok)
+    s_gr = load_columns(SUMS + 2 * n_cols, cols, col_ok)
+    s_u = load_columns(SUMS + 3 * n_cols, cols, col_ok)
+    rm = load_rows(ROW_MEAN, rows, row_ok)
+    rv = load_rows(ROW_VAR, rows, row_ok)
+    b_row = load_rows(ROW_B, rows, row_ok)
+    p_row = load_rows(ROW_P, rows, row_ok)
     a_col = w * s_u / col_denominator
     shift = w * s_gr * inv_k
     r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
@@ -136,25 +127,21 @@ def cross_double_sums_kernel(
     """Double backward, pass 1: column partials ``sum v``, ``sum (x - m) v``, ``sum u`` (``u = g w z r^3``) and per
     row ``ROW_DM = mean_j v``, ``ROW_DB = 2 sum_j (x - rho) v / (C-1)``, ``ROW_BR = sum_j u / (C-1)``."""
     pid = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_C)
-    col_ok = cols < n_cols
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
-    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    w = load_columns(W, cols, col_ok)
+    cm = load_columns(COL_MEAN, cols, col_ok)
+    cv = load_columns(COL_VAR, cols, col_ok)
     s_v = tl.full([BLOCK_C], 0.0, tl.float32)
     s_xv = tl.full([BLOCK_C], 0.0, tl.float32)
     s_u = tl.full([BLOCK_C], 0.0, tl.float32)
     first = pid * tiles_per_program * BLOCK_N
     for t in range(0, tiles_per_program):
-        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        row_ok = rows < n_rows
-        ok = row_ok[:, None] & col_ok[None, :]
-        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        rows, row_ok, ok, offs = row_tile(first + t * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
         x = tl.load(X + offs, mask=ok, other=0.0)
         g = tl.load(G + offs, mask=ok, other=0.0)
         v = tl.load(V + offs, mask=ok, other=0.0)
-        rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
-        rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
+        rm = load_rows(ROW_MEAN, rows, row_ok)
+        rv = load_rows(ROW_VAR, rows, row_ok)
         r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
         z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
         u = g * w[None, :] * z * r * r * r
@@ -180,29 +167,25 @@ def cross_double_terms_kernel(
     ``sum dp``, ``sum du`` (``dp = h dr``, ``du = h r^2 (dz r + 3 z dr)``, ``h = g w``) and per row
     ``ROW_Q = sum_j dp``, ``ROW_DBB = sum_j du / (C-1)``."""
     pid = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_C)
-    col_ok = cols < n_cols
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
-    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
-    dm_col = tl.load(SUMS1 + cols, mask=col_ok, other=0.0) / n_rows
-    da_col = 2.0 * tl.load(SUMS1 + n_cols + cols, mask=col_ok, other=0.0) / col_denominator
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    w = load_columns(W, cols, col_ok)
+    cm = load_columns(COL_MEAN, cols, col_ok)
+    cv = load_columns(COL_VAR, cols, col_ok)
+    dm_col = load_columns(SUMS1, cols, col_ok) / n_rows
+    da_col = 2.0 * load_columns(SUMS1 + n_cols, cols, col_ok) / col_denominator
     s_gt = tl.full([BLOCK_C], 0.0, tl.float32)
     s_dp = tl.full([BLOCK_C], 0.0, tl.float32)
     s_du = tl.full([BLOCK_C], 0.0, tl.float32)
     first = pid * tiles_per_program * BLOCK_N
     for t in range(0, tiles_per_program):
-        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        row_ok = rows < n_rows
-        ok = row_ok[:, None] & col_ok[None, :]
-        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        rows, row_ok, ok, offs = row_tile(first + t * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
         x = tl.load(X + offs, mask=ok, other=0.0)
         g = tl.load(G + offs, mask=ok, other=0.0)
         v = tl.load(V + offs, mask=ok, other=0.0)
-        rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
-        rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
-        dm_row = tl.load(ROW_DM + rows, mask=row_ok, other=0.0)
-        db_row = tl.load(ROW_DB + rows, mask=row_ok, other=0.0)
+        rm = load_rows(ROW_MEAN, rows, row_ok)
+        rv = load_rows(ROW_VAR, rows, row_ok)
+        dm_row = load_rows(ROW_DM, rows, row_ok)
+        db_row = load_rows(ROW_DB, rows, row_ok)
         r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
         z = (x - cm[None, :]) * frac_n + (x - rm[:, None]) * frac_c + x * inv_k
         dz = (v - dm_col[None, :]) * frac_n + (v - dm_row[:, None]) * frac_c + v * inv_k
@@ -231,29 +214,26 @@ def cross_double_backward_kernel(
 ):  # fmt: skip
     """Double backward, pass 3: ``GX = dL/dx = H v = (K+1)/K dp - colsum(dp)/K - rowsum(dp)/K - (v - dm_j) A_j
     - (v - drho_i) B_i - (x - m_j) dA_j - (x - rho_i) dB_i``."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_C)
-    row_ok, col_ok = rows < n_rows, cols < n_cols
-    ok = row_ok[:, None] & col_ok[None, :]
-    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    rows, row_ok, ok, offs = row_tile(tl.program_id(0) * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
     x = tl.load(X + offs, mask=ok, other=0.0)
     g = tl.load(G + offs, mask=ok, other=0.0)
     v = tl.load(V + offs, mask=ok, other=0.0)
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    cm = tl.load(COL_MEAN + cols, mask=col_ok, other=0.0)
-    cv = tl.load(COL_VAR + cols, mask=col_ok, other=0.0)
-    dm_col = tl.load(SUMS1 + cols, mask=col_ok, other=0.0) / n_rows
-    da_col = 2.0 * tl.load(SUMS1 + n_cols + cols, mask=col_ok, other=0.0) / col_denominator
-    a_col = tl.load(SUMS1 + 2 * n_cols + cols, mask=col_ok, other=0.0) / col_denominator
-    p_col = tl.load(SUMS2 + n_cols + cols, mask=col_ok, other=0.0)
-    dA_col = tl.load(SUMS2 + 2 * n_cols + cols, mask=col_ok, other=0.0) / col_denominator
-    rm = tl.load(ROW_MEAN + rows, mask=row_ok, other=0.0)
-    rv = tl.load(ROW_VAR + rows, mask=row_ok, other=0.0)
-    dm_row = tl.load(ROW_DM + rows, mask=row_ok, other=0.0)
-    db_row = tl.load(ROW_DB + rows, mask=row_ok, other=0.0)
-    b_row = tl.load(ROW_BR + rows, mask=row_ok, other=0.0)
-    q_row = tl.load(ROW_Q + rows, mask=row_ok, other=0.0)
-    dB_row = tl.load(ROW_DBB + rows, mask=row_ok, other=0.0)
+    w = load_columns(W, cols, col_ok)
+    cm = load_columns(COL_MEAN, cols, col_ok)
+    cv = load_columns(COL_VAR, cols, col_ok)
+    dm_col = load_columns(SUMS1, cols, col_ok) / n_rows
+    da_col = 2.0 * load_columns(SUMS1 + n_cols, cols, col_ok) / col_denominator
+    a_col = load_columns(SUMS1 + 2 * n_cols, cols, col_ok) / col_denominator
+    p_col = load_columns(SUMS2 + n_cols, cols, col_ok)
+    dA_col = load_columns(SUMS2 + 2 * n_cols, cols, col_ok) / col_denominator
+    rm = load_rows(ROW_MEAN, rows, row_ok)
+    rv = load_rows(ROW_VAR, rows, row_ok)
+    dm_row = load_rows(ROW_DM, rows, row_ok)
+    db_row = load_rows(ROW_DB, rows, row_ok)
+    b_row = load_rows(ROW_BR, rows, row_ok)
+    q_row = load_rows(ROW_Q, rows, row_ok)
+    dB_row = load_rows(ROW_DBB, rows, row_ok)
     r = tl.rsqrt(rv[:, None] + cv[None, :] + eps)
     dp = g * w[None, :] * (-0.5 * r * r * r * (da_col[None, :] + db_row[:, None]))
     out = (1.0 + inv_k) * dp - (p_col * inv_k)[None, :] - (q_row * inv_k)[:, None]

@@ -15,6 +15,7 @@ import triton.language as tl
 from torch import Tensor
 
 from norm_nerf.core.triton.launch import LaunchConfig, cdiv, empty, next_power_of_2
+from norm_nerf.core.triton.tiles import column_range
 
 
 @triton.jit
@@ -36,8 +37,7 @@ def partial_moments_kernel(
     """Per program: ``(mean, M2)`` of its rows per column (one pair over all entries with ``GLOBAL``) into
     ``PART_MEAN/PART_M2[program]``; with ``ROW_STATS`` also every row's mean and unbiased variance."""
     pid = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_C)
-    col_ok = cols < n_cols
+    cols, col_ok = column_range(n_cols, BLOCK_C)
     first = pid * tiles_per_program * BLOCK_N
     count = 0.0
     mean = tl.full([BLOCK_C], 0.0, tl.float32)

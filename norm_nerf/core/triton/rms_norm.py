@@ -13,6 +13,7 @@ import triton.language as tl
 from torch import Tensor
 
 from norm_nerf.core.triton.launch import LaunchConfig, cdiv, empty
+from norm_nerf.core.triton.tiles import column_range, load_columns, load_rows, row_tile
 
 
 @triton.jit
@@ -20,14 +21,11 @@ def rms_forward_kernel(
     X, W, B, Y, INV, n_rows, n_cols, eps,
     BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_C)
-    row_ok, col_ok = rows < n_rows, cols < n_cols
-    ok = row_ok[:, None] & col_ok[None, :]
-    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    rows, row_ok, ok, offs = row_tile(tl.program_id(0) * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
     x = tl.load(X + offs, mask=ok, other=0.0)
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    b = tl.load(B + cols, mask=col_ok, other=0.0)
+    w = load_columns(W, cols, col_ok)
+    b = load_columns(B, cols, col_ok)
     q = tl.rsqrt(tl.sum(x * x, axis=1) / n_cols + eps)
     tl.store(INV + rows, q, mask=row_ok)
     tl.store(Y + offs, x * q[:, None] * w[None, :] + b[None, :], mask=ok)
@@ -39,20 +37,16 @@ def rms_backward_kernel(
     BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_C)
-    col_ok = cols < n_cols
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    w = load_columns(W, cols, col_ok)
     s_w = tl.full([BLOCK_C], 0.0, tl.float32)
     s_b = tl.full([BLOCK_C], 0.0, tl.float32)
     first = pid * tiles_per_program * BLOCK_N
     for t in range(0, tiles_per_program):
-        rows = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        row_ok = rows < n_rows
-        ok = row_ok[:, None] & col_ok[None, :]
-        offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        rows, row_ok, ok, offs = row_tile(first + t * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
         x = tl.load(X + offs, mask=ok, other=0.0)
         g = tl.load(G + offs, mask=ok, other=0.0)
-        q = tl.load(INV + rows, mask=row_ok, other=0.0)
+        q = load_rows(INV, rows, row_ok)
         h = g * w[None, :]
         a = q * q * tl.sum(h * x, axis=1) / n_cols
         tl.store(DX + offs, q[:, None] * (h - x * a[:, None]), mask=ok)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from norm_nerf.core.triton.launch import LaunchConfig, cdiv, empty
 from norm_nerf.core.triton.moments import batch_moments
+from norm_nerf.core.triton.tiles import column_range, load_columns, row_tile
 
 
 @triton.jit
@@ -24,20 +25,17 @@ def scale_shift_forward_kernel(
     X, W, B, MEAN, RSTD, Y, n_rows, n_cols,
     BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, GLOBAL: tl.constexpr,
 ):  # fmt: skip
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_C)
-    row_ok, col_ok = rows < n_rows, cols < n_cols
-    ok = row_ok[:, None] & col_ok[None, :]
-    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    rows, row_ok, ok, offs = row_tile(tl.program_id(0) * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
     x = tl.load(X + offs, mask=ok, other=0.0)
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    b = tl.load(B + cols, mask=col_ok, other=0.0)
+    w = load_columns(W, cols, col_ok)
+    b = load_columns(B, cols, col_ok)
     if GLOBAL:
         mean = tl.load(MEAN + cols * 0)
         rstd = tl.load(RSTD + cols * 0)
     else:
-        mean = tl.load(MEAN + cols, mask=col_ok, other=0.0)
-        rstd = tl.load(RSTD + cols, mask=col_ok, other=0.0)
+        mean = load_columns(MEAN, cols, col_ok)
+        rstd = load_columns(RSTD, cols, col_ok)
     scale = rstd * w
     tl.store(Y + offs, (x - mean[None, :]) * scale[None, :] + b[None, :], mask=ok)
 
@@ -49,12 +47,11 @@ def scale_shift_sums_kernel(
 ):  # fmt: skip
     """Column partials ``sum g`` and ``sum g (x - m)`` into ``PART[program, 0..1]``."""
     pid = tl.program_id(0)
-    cols = tl.arange(0, BLOCK_C)
-    col_ok = cols < n_cols
+    cols, col_ok = column_range(n_cols, BLOCK_C)
     if GLOBAL:  # noqa: SIM108 - a constexpr branch, compiled away
         mean = tl.load(MEAN + cols * 0)
     else:
-        mean = tl.load(MEAN + cols, mask=col_ok, other=0.0)
+        mean = load_columns(MEAN, cols, col_ok)
     s_g = tl.full([BLOCK_C], 0.0, tl.float32)
     s_gx = tl.full([BLOCK_C], 0.0, tl.float32)
     first = pid * tiles_per_program * BLOCK_N
@@ -76,24 +73,21 @@ def scale_shift_backward_kernel(
     G, X, W, MEAN, RSTD, SUMS, DX, n_rows, n_cols, count, denominator,
     BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, GLOBAL: tl.constexpr,
 ):  # fmt: skip
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_C)
-    row_ok, col_ok = rows < n_rows, cols < n_cols
-    ok = row_ok[:, None] & col_ok[None, :]
-    offs = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+    cols, col_ok = column_range(n_cols, BLOCK_C)
+    rows, row_ok, ok, offs = row_tile(tl.program_id(0) * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
     x = tl.load(X + offs, mask=ok, other=0.0)
     g = tl.load(G + offs, mask=ok, other=0.0)
-    w = tl.load(W + cols, mask=col_ok, other=0.0)
-    h_sum = w * tl.load(SUMS + cols, mask=col_ok, other=0.0)
-    h_xc = w * tl.load(SUMS + n_cols + cols, mask=col_ok, other=0.0)  # sum h (x - m) per column
+    w = load_columns(W, cols, col_ok)
+    h_sum = w * load_columns(SUMS, cols, col_ok)
+    h_xc = w * load_columns(SUMS + n_cols, cols, col_ok)  # sum h (x - m) per column
     if GLOBAL:
         mean = tl.load(MEAN + cols * 0)
         rstd = tl.load(RSTD + cols * 0)
         h_sum = tl.full([BLOCK_C], 0.0, tl.float32) + tl.sum(h_sum, axis=0)
         h_xc = tl.full([BLOCK_C], 0.0, tl.float32) + tl.sum(h_xc, axis=0)
     else:
-        mean = tl.load(MEAN + cols, mask=col_ok, other=0.0)
-        rstd = tl.load(RSTD + cols, mask=col_ok, other=0.0)
+        mean = load_columns(MEAN, cols, col_ok)
+        rstd = load_columns(RSTD, cols, col_ok)
     a = rstd * rstd * rstd * h_xc / denominator  # r^2 sum(h xhat) / D, as sum(h xhat) = r sum(h (x - m))
     shift = rstd * h_sum / count
     dx = (rstd * w)[None, :] * g - shift[None, :] - (x - mean[None, :]) * a[None, :]
