@@ -70,3 +70,45 @@ def test_train_grid_metrics_score_the_training_labels() -> None:
     half[inside[: len(inside) // 2]] = -1.0  # half the inside points missed
     got = signal.train_grid_metrics(half)
     assert got["iou_train_grid"] == pytest.approx((len(inside) - len(inside) // 2) / len(inside))
+
+
+def _mesh_file(path, mesh):
+    mesh.export(path)
+    return path
+
+
+def test_a_mesh_file_runs_and_records_both_ious(tmp_path) -> None:
+    path = _mesh_file(tmp_path / "ball.obj", trimesh.creation.icosphere(subdivisions=2, radius=1.0))
+    cfg = ShapeTaskConfig().replace(mesh=path, grid=8, batch_size=128, steps=3, export_resolution=8, width=16)
+    cfg.out, cfg.train.progress = tmp_path / "s", False
+    s = run_shape(cfg)
+    assert s["mesh"] == str(path) and 0.0 <= s["iou_train_grid"] <= 1.0 and 0.0 <= s["accuracy_train_grid"] <= 1.0
+
+
+def test_table_of_mesh_inputs_averages_and_shows_the_training_grid_iou(tmp_path) -> None:
+    import json
+
+    from norm_nerf.tasks.table import TableConfig, build_cells, collect
+
+    meshes = (
+        _mesh_file(tmp_path / "ball.obj", trimesh.creation.icosphere(subdivisions=2)),
+        _mesh_file(tmp_path / "box.stl", trimesh.creation.box()),
+    )
+    cfg = TableConfig("shape", methods=("pe", "pe+cn"), nets=("1x8",), inputs=meshes, out=tmp_path / "t")
+    cells = build_cells(cfg)
+    assert sorted({c.input for c in cells}) == ["ball", "box"]
+    assert all(c.command[c.command.index("--mesh") + 1] == str(c.input_path) for c in cells)
+    for i, c in enumerate(cells):  # stand-in metrics.json: held-out IoU and training-grid IoU per cell
+        c.out.mkdir(parents=True)
+        record = {
+            "iou": 0.9 + 0.01 * i,
+            "iou_train_grid": 0.95 + 0.01 * i,
+            "curve": {"step": [0], "train_mode_iou": [0]},
+        }
+        (c.out / "metrics.json").write_text(json.dumps(record))
+    results = collect(cfg, cells)
+    pe = results["nets"]["1x8"]["pe"]  # cells: ball/pe, ball/pe+cn, box/pe, box/pe+cn
+    assert pe["inputs"] == 2 and pe["iou"] == pytest.approx(0.91) and pe["iou_train_grid"] == pytest.approx(0.96)
+    assert results["second_metric"] == "iou_train_grid"
+    table = (tmp_path / "t" / "table.md").read_text()
+    assert "1x8 IoU on the training grid" in table and "| pe | 0.9100 | 0.9600 |" in table
