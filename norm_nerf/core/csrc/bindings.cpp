@@ -4,8 +4,8 @@
 #include "cpu_kernels.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("column_sums", &column_sums);
-  m.def("scale_add", &scale_add);
+  m.def("scale_shift_forward", &scale_shift_forward);
+  m.def("scale_shift_backward", &scale_shift_backward);
   m.def("cross_norm_forward", &cross_norm_forward);
   m.def("cross_norm_backward", &cross_norm_backward);
   m.def("cross_norm_double_backward", &cross_norm_double_backward);

@@ -1,5 +1,5 @@
 // Declarations of the CPU kernels (float32, contiguous inputs), bound to Python in bindings.cpp.
-// norms.cpp: batch/global norm primitives, cross norm (forward, backward, double backward), RMS norm.
+// norms.cpp: batch/global norm (forward, backward), cross norm (forward, backward, double backward), RMS norm.
 // softplus.cpp: softplus and its first and second derivatives. denormals.cpp: FTZ/DAZ in the OpenMP team.
 #pragma once
 #include <torch/types.h>
@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <vector>
 
-std::vector<torch::Tensor> column_sums(torch::Tensor x, torch::Tensor y);
-torch::Tensor scale_add(torch::Tensor g, torch::Tensor x, torch::Tensor p, torch::Tensor q, torch::Tensor s);
+std::vector<torch::Tensor> scale_shift_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps,
+                                               bool global_stats);
+std::vector<torch::Tensor> scale_shift_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor mean,
+                                                torch::Tensor rstd, bool global_stats);
 std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps);
 std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w,
                                                torch::Tensor row_mean, torch::Tensor row_var, torch::Tensor col_mean,

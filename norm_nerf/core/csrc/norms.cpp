@@ -40,48 +40,157 @@ double denom(int64_t count) { return count > 1 ? double(count - 1) : 1.0; }
 
 }  // namespace
 
-std::vector<torch::Tensor> column_sums(torch::Tensor x, torch::Tensor y) {
-  const int64_t n = x.size(0), c = x.size(1);
-  const float *X = x.data_ptr<float>(), *Y = y.data_ptr<float>();
+// Batch norm (per-column statistics) and global norm (one statistic over all entries), the signatures of the Triton
+// kernels (norm_nerf/core/triton/scale_shift.py). Forward: column sums and squares in double (one pass), the
+// statistics (two-pass sums of squared deviations where the one-pass ones would lose more than 6 of double's 16
+// digits, as norm_nerf/core/moments.py decides), then y = x * p + q per column. Returns (y, mean, unbiased var, rstd):
+// per column, or shape (1,) with global_stats; bn normalizes with the biased variance, gn with the unbiased one.
+std::vector<torch::Tensor> scale_shift_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps,
+                                               bool global_stats) {
+  const int64_t n = x.size(0), c = x.size(1), groups = global_stats ? 1 : c;
+  const float* X = x.data_ptr<float>();
   Partials<double> part(n, c, 2, 1024);
   at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
-      double* __restrict__ s = part.data.data() + k * part.width;
-      double* __restrict__ q = s + c;
+      double* __restrict__ cs = part.data.data() + k * part.width;
+      double* __restrict__ cq = cs + c;
       for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
-        const float *__restrict__ xi = X + i * c, *__restrict__ yi = Y + i * c;
+        const float* __restrict__ xi = X + i * c;
 #pragma omp simd
         for (int64_t j = 0; j < c; ++j) {
           const double v = xi[j];
-          s[j] += v; q[j] += v * yi[j];
+          cs[j] += v; cq[j] += v * v;
+        }
+      }
+    }
+  });
+  std::vector<double> tot = part.total(), s(groups, 0.0), q(groups, 0.0);
+  for (int64_t j = 0; j < c; ++j) {
+    s[global_stats ? 0 : j] += tot[j];
+    q[global_stats ? 0 : j] += tot[c + j];
+  }
+  const int64_t count = global_stats ? n * c : n;
+  std::vector<double> mean(groups), centred(groups);
+  bool two_pass = false;
+  for (int64_t j = 0; j < groups; ++j) {
+    mean[j] = s[j] / double(count);
+    centred[j] = q[j] - s[j] * mean[j];
+    two_pass = two_pass || q[j] - 1e6 * centred[j] > 0.0;
+  }
+  if (two_pass) {  // sums of squared deviations from the mean, in double, per chunk of rows
+    Partials<double> dev(n, c, 1, 1024);
+    const double* M = mean.data();
+    at::parallel_for(0, dev.chunks, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        double* __restrict__ d = dev.data.data() + k * dev.width;
+        for (int64_t i = k * dev.rows_per_chunk; i < dev.end(k, n); ++i) {
+          const float* __restrict__ xi = X + i * c;
+          for (int64_t j = 0; j < c; ++j) {
+            const double e = double(xi[j]) - M[global_stats ? 0 : j];
+            d[j] += e * e;
+          }
+        }
+      }
+    });
+    const std::vector<double> dtot = dev.total();
+    std::fill(centred.begin(), centred.end(), 0.0);
+    for (int64_t j = 0; j < c; ++j) centred[global_stats ? 0 : j] += dtot[j];
+  }
+  auto opts = x.options();
+  auto mean_t = torch::empty({groups}, opts), var_t = torch::empty({groups}, opts);
+  auto rstd_t = torch::empty({groups}, opts);
+  float *MT = mean_t.data_ptr<float>(), *VT = var_t.data_ptr<float>(), *RT = rstd_t.data_ptr<float>();
+  const double norm_den = global_stats ? denom(count) : double(count);
+  for (int64_t j = 0; j < groups; ++j) {
+    const double cen = std::max(centred[j], 0.0);
+    MT[j] = float(mean[j]);
+    VT[j] = float(cen / denom(count));
+    RT[j] = float(1.0 / std::sqrt(double(float(cen / norm_den)) + eps));
+  }
+  const float *W = w.data_ptr<float>(), *B = b.data_ptr<float>();
+  std::vector<float> p(c), sh(c);
+  for (int64_t j = 0; j < c; ++j) {
+    const int64_t k = global_stats ? 0 : j;
+    p[j] = RT[k] * W[j];
+    sh[j] = B[j] - MT[k] * p[j];
+  }
+  auto y = torch::empty_like(x);
+  float* Y = y.data_ptr<float>();
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ P = p.data(), *__restrict__ S = sh.data();  // see POINTERS above
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* __restrict__ xi = X + i * c;
+      float* __restrict__ yi = Y + i * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] * P[j] + S[j];
+    }
+  });
+  return {y, mean_t, var_t, rstd_t};
+}
+
+// The input gradient of scale_shift_forward and the column sums of the affine gradients:
+// dx = r w g - r mean(h) - (x - m) r^3 sum(h (x - m)) / D with h = g w (sums per column, or over all entries), and
+// returns (dx, sum g, sum g (x - m)) per column.
+std::vector<torch::Tensor> scale_shift_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor mean,
+                                                torch::Tensor rstd, bool global_stats) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float *G = g.data_ptr<float>(), *X = x.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float *MT = mean.data_ptr<float>(), *RT = rstd.data_ptr<float>();
+  std::vector<float> m(c), r(c);
+  for (int64_t j = 0; j < c; ++j) {
+    m[j] = MT[global_stats ? 0 : j];
+    r[j] = RT[global_stats ? 0 : j];
+  }
+  Partials<double> part(n, c, 2, 1024);
+  at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
+    const float* __restrict__ Ml = m.data();  // see POINTERS above
+    for (int64_t k = k0; k < k1; ++k) {
+      double* __restrict__ gs = part.data.data() + k * part.width;
+      double* __restrict__ gx = gs + c;
+      for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
+        const float *__restrict__ gi = G + i * c, *__restrict__ xi = X + i * c;
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) {
+          const double gv = gi[j];
+          gs[j] += gv; gx[j] += gv * double(xi[j] - Ml[j]);
         }
       }
     }
   });
   const std::vector<double> tot = part.total();
-  auto opts = x.options().dtype(torch::kFloat64);
-  auto s = torch::empty({c}, opts), q = torch::empty({c}, opts);
-  std::copy(tot.begin(), tot.begin() + c, s.data_ptr<double>());
-  std::copy(tot.begin() + c, tot.end(), q.data_ptr<double>());
-  return {s, q};
-}
-
-torch::Tensor scale_add(torch::Tensor g, torch::Tensor x, torch::Tensor p, torch::Tensor q, torch::Tensor s) {
-  const int64_t n = x.size(0), c = x.size(1);
-  const float *G = g.data_ptr<float>(), *X = x.data_ptr<float>();
-  const float *P = p.data_ptr<float>(), *Q = q.data_ptr<float>(), *S = s.data_ptr<float>();
-  auto out = torch::empty_like(x);
-  float* O = out.data_ptr<float>();
+  auto opts = x.options();
+  auto g_sum = torch::empty({c}, opts), g_xc = torch::empty({c}, opts);
+  float *GS = g_sum.data_ptr<float>(), *GX = g_xc.data_ptr<float>();
+  double h_sum_all = 0.0, h_xc_all = 0.0;
+  for (int64_t j = 0; j < c; ++j) {
+    GS[j] = float(tot[j]);
+    GX[j] = float(tot[c + j]);
+    h_sum_all += double(W[j]) * tot[j];
+    h_xc_all += double(W[j]) * tot[c + j];
+  }
+  const int64_t count = global_stats ? n * c : n;
+  const double den = global_stats ? denom(count) : double(count);
+  std::vector<float> p(c), a(c), sh(c);
+  for (int64_t j = 0; j < c; ++j) {
+    const double rj = r[j];
+    const double h_sum = global_stats ? h_sum_all : double(W[j]) * tot[j];
+    const double h_xc = global_stats ? h_xc_all : double(W[j]) * tot[c + j];
+    p[j] = float(rj * W[j]);
+    a[j] = float(rj * rj * rj * h_xc / den);
+    sh[j] = float(rj * h_sum / double(count) - double(m[j]) * double(a[j]));  // -shift + m a, folded
+  }
+  auto dx = torch::empty_like(x);
+  float* DX = dx.data_ptr<float>();
   at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
-    const float *__restrict__ Pl = P, *__restrict__ Ql = Q, *__restrict__ Sl = S;  // see POINTERS above
+    const float *__restrict__ P = p.data(), *__restrict__ A = a.data(), *__restrict__ S = sh.data();
     for (int64_t i = i0; i < i1; ++i) {
       const float *__restrict__ gi = G + i * c, *__restrict__ xi = X + i * c;
-      float* __restrict__ oi = O + i * c;
+      float* __restrict__ di = DX + i * c;
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) oi[j] = gi[j] * Pl[j] + xi[j] * Ql[j] + Sl[j];
+      for (int64_t j = 0; j < c; ++j) di[j] = gi[j] * P[j] - xi[j] * A[j] - S[j];
     }
   });
-  return out;
+  return {dx, g_sum, g_xc};
 }
 
 std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {

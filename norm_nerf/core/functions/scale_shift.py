@@ -3,11 +3,10 @@ back ends, one place for the formula.
 
 * the reference expression is :func:`norm_nerf.core.moments.standardize` with the batch statistics (``bn``: per
   column, the biased variance; ``gn``: over all entries, the unbiased one) or, in eval mode, the running ones;
-* :class:`ScaleShiftNormFunction`: the eager path on every device; on float32 CPU tensors it takes the C++ kernels
-  (:func:`norm_nerf.core.cpu_kernels.cpu_kernels`), whose ``column_sums`` and ``scale_add`` primitives replace two
-  buffers and fuse the input gradient;
-* :class:`KernelScaleShiftNormFunction`: fused kernels with statistics, forward and input gradient in a few passes
-  (the Triton ones of :mod:`norm_nerf.core.triton.scale_shift` on float32 CUDA tensors);
+* :class:`ScaleShiftNormFunction`: the eager path (every device);
+* :class:`KernelScaleShiftNormFunction`: the same over fused kernels (statistics, forward and input gradient in a
+  few passes), the C++ ones on float32 CPU tensors (``csrc/norms.cpp``) or the Triton ones on float32 CUDA tensors
+  (:mod:`norm_nerf.core.triton.scale_shift`), which take the same arguments;
 * :func:`train_scale_shift`: the table from back end to Function; the layers call it.
 """
 
@@ -37,10 +36,6 @@ class ScaleShiftNormFunction(torch.autograd.Function):
     denominator (``N`` for the biased ``bn`` variance, ``N*C - 1`` for the unbiased ``gn`` one). Forward: one
     fresh buffer, two passes; backward: one buffer, three passes.
 
-    ``kernels`` (optional) provides compiled ``column_sums(x, y)`` and ``scale_add(g, x, p, q, s)`` (see
-    ``csrc/norms.cpp``) for contiguous float32 CPU tensors; they replace the ``x * x`` and ``g * x``
-    buffers and fuse the input gradient into one pass.
-
     Returns ``(y, mean, unbiased_var)``: per column for ``bn``, shape ``(1,)`` for ``gn``; no gradient.
     """
 
@@ -52,16 +47,10 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         bias: Tensor | None,
         eps: float,
         global_stats: bool,
-        kernels: object | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         n, c = x.shape
-        if kernels is None:
-            y = torch.mul(x, x)
-            col_s, col_sq = colsum(x), colsum(y)
-        else:
-            x = x.contiguous()
-            y = None
-            col_s, col_sq = kernels.column_sums(x, x)
+        y = torch.mul(x, x)
+        col_s, col_sq = colsum(x), colsum(y)
         if global_stats:
             mean, var = moments(x.reshape(-1, 1), col_s.sum().reshape(1), col_sq.sum().reshape(1), dim=0)
             norm_var, count = var, n * c
@@ -74,9 +63,8 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         y = torch.addcmul(shift, x, scale, out=y)
         ctx.save_for_backward(x, weight, mean, r)
         ctx.global_stats, ctx.denominator = global_stats, (count - 1 if global_stats else count)
-        ctx.kernels = kernels
         grads = functools.partial(scale_shift_grads, eps=eps, global_stats=global_stats)
-        remember_grads(ctx, weight, bias, num_inputs=6, grads=grads)
+        remember_grads(ctx, weight, bias, num_inputs=5, grads=grads)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -84,17 +72,13 @@ class ScaleShiftNormFunction(torch.autograd.Function):
     @analytic_double_backward
     def backward(
         ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None, None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, None, None]:
         x, weight, mean, r = ctx.saved_tensors
         n, c = x.shape
         grad = grad.contiguous()
         gamma = weight if weight is not None else x.new_ones(c)
-        kernels = ctx.kernels
-        if kernels is None:
-            dx = grad * x
-            g_sum, gx_sum = colsum(grad), colsum(dx)
-        else:
-            g_sum, gx_sum = (t.to(x.dtype) for t in kernels.column_sums(grad, x))
+        dx = grad * x
+        g_sum, gx_sum = colsum(grad), colsum(dx)
         g_xhat = (gx_sum - mean * g_sum) * r  # sum_i g * xhat per column
         h_sum, h_xhat = g_sum * gamma, g_xhat * gamma
         count = n * c if ctx.global_stats else n
@@ -103,18 +87,15 @@ class ScaleShiftNormFunction(torch.autograd.Function):
         # dx = g * (r gamma) + x * a + b, with a = -r^2 h_xhat / D and b = -r mean(h) - mean * a
         a = -(r * r) * h_xhat / max(ctx.denominator, 1)
         b = -r * h_sum / count - mean * a
-        if kernels is not None:
-            dx = kernels.scale_add(grad, x, *(v.expand(c).contiguous() for v in (r * gamma, a, b)))
-        else:
-            torch.addcmul(b, x, a, out=dx)  # gn: a and b have shape (1,) and broadcast (no float(a): a device sync)
-            dx.addcmul_(grad, r * gamma)
+        torch.addcmul(b, x, a, out=dx)  # gn: a and b have shape (1,) and broadcast (no float(a): a device sync)
+        dx.addcmul_(grad, r * gamma)
         has_affine = weight is not None
-        return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None, None
+        return dx, (g_xhat if has_affine else None), (g_sum if has_affine else None), None, None
 
 
 class KernelScaleShiftNormFunction(torch.autograd.Function):
     """Train-mode batch norm (``global_stats=False``) or global norm through fused kernels with
-    ``scale_shift_forward`` / ``scale_shift_backward`` (the Triton kernels); the same values, gradients and outputs as
+    ``scale_shift_forward`` / ``scale_shift_backward`` (C++ or Triton); the same values, gradients and outputs as
     :class:`ScaleShiftNormFunction`. The affine gradients come from the column sums of the backward kernel
     (``d_weight = r sum g (x - m)``, ``d_bias = sum g``); a double backward differentiates the analytic expressions
     (:func:`norm_nerf.core.norm_grads.scale_shift_grads`).
@@ -160,9 +141,8 @@ def train_scale_shift(
     kernels: object | None,
 ) -> tuple[Float[Tensor, "n c"], Tensor, Tensor]:
     """Train-mode bn (``global_stats=False``) or gn of ``x`` through the back end ``kernels`` (from
-    :func:`norm_nerf.core.functions.backend.select_kernels`): kernels with fused scale-shift passes (Triton) go
-    through :class:`KernelScaleShiftNormFunction`; None (eager) and the C++ primitives through
-    :class:`ScaleShiftNormFunction`. Returns ``(y, mean, unbiased_var)``."""
-    if hasattr(kernels, "scale_shift_forward"):
-        return KernelScaleShiftNormFunction.apply(x, weight, bias, eps, global_stats, kernels)
-    return ScaleShiftNormFunction.apply(x, weight, bias, eps, global_stats, kernels)
+    :func:`norm_nerf.core.functions.backend.select_kernels`): None for the eager Function, else the C++ or Triton
+    kernels. Returns ``(y, mean, unbiased_var)``."""
+    if kernels is None:
+        return ScaleShiftNormFunction.apply(x, weight, bias, eps, global_stats)
+    return KernelScaleShiftNormFunction.apply(x, weight, bias, eps, global_stats, kernels)
