@@ -84,6 +84,7 @@ def test_no_grad_queries_leave_statistics_untouched(mipnerf_run) -> None:
     assert any(not torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
+@pytest.mark.slow  # mipnerf_run trains
 def test_mipnerf_coarse_and_fine_passes_use_their_own_statistics_slots(mipnerf_run) -> None:
     """One training pass counts one batch in slot 0 (uniform samples) and one in slot 1 (PDF samples), and leaves
     the field in slot 0."""

@@ -185,7 +185,7 @@ def test_marching_cubes_exporter_without_cuda_points_at_norm_extract_mesh(monkey
     assert marching_cubes_export(["/env/bin/ns-export", "marching-cubes", "--load-config", config]) == config
     assert marching_cubes_export(["exporter.py", "marching-cubes", f"--load-config={config}"]) == config
     assert marching_cubes_export(["/env/bin/ns-export", "pointcloud", "--load-config", config]) is None
-    assert marching_cubes_export(["/env/bin/ns-train", "norm-neus"]) is None
+    assert marching_cubes_export(["/env/bin/ns-viewer", "--load-config", config]) is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     check_marching_cubes_device()  # pytest's own command line: nothing
     monkeypatch.setattr(sys, "argv", ["/env/bin/ns-export", "pointcloud", "--load-config", config])
