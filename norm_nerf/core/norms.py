@@ -28,6 +28,11 @@ Every layer's train-mode forward is selected with ``impl``:
 
 float16/bfloat16 inputs (and any input under ``torch.autocast``) reach all of them as float32.
 
+The first norm layer built on the CPU keeps freed memory in the process for reuse
+(:func:`norm_nerf.utils.cpu_memory.retain_freed_memory`: glibc would otherwise unmap every freed activation above
+32 MiB and page-fault it in again next step, which costs more than the normalization itself); set
+``NORM_NERF_RETAIN_MEMORY=0`` before building the layers to leave the allocator alone.
+
 All give the same values, gradients and running statistics; eval mode, synchronised (multi-rank) statistics
 and ``torch.func`` transforms (vmap/jacrev, as in the NTK analysis) always use the reference expressions, and a
 double backward (``create_graph=True``) through a fast, compiled or triton layer evaluates its analytic gradient as
@@ -58,6 +63,7 @@ from norm_nerf.core.functions import (
 )
 from norm_nerf.core.functions.autograd import functorch_active
 from norm_nerf.core.moments import mean_var, standardize, unbiased_denominator
+from norm_nerf.utils.cpu_memory import retain_freed_memory
 
 NormKind = Literal["none", "bn", "ln", "gn", "cn", "rms"]
 """Valid normalization names (the CLI spelling)."""
@@ -98,6 +104,8 @@ class _AffineNorm(nn.Module):
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
+        if self.weight is None or self.weight.device.type == "cpu":
+            retain_freed_memory()  # once per process; NORM_NERF_RETAIN_MEMORY=0 opts out (utils/cpu_memory.py)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, affine={self.affine}, impl={self.impl}"

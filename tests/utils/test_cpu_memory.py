@@ -42,3 +42,29 @@ def test_opt_out_by_environment() -> None:
     env = {**os.environ, "NORM_NERF_RETAIN_MEMORY": "0"}
     applied, _ = _run(True, env)
     assert not applied
+
+
+BUILD = """
+import torch
+from norm_nerf.utils import cpu_memory
+from norm_nerf.core.norms import build_norm
+assert cpu_memory._applied is None
+build_norm({kind!r}, 8)
+print(cpu_memory._applied)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+@pytest.mark.parametrize("kind", ["bn", "cn", "ln"])
+def test_the_first_norm_built_on_the_cpu_retains_freed_memory_unless_opted_out(kind: str) -> None:
+    """A user's own script (no norm-nerf CLI) gets the allocator setting when it builds a norm layer on the CPU."""
+    import os
+
+    def applied(**env: str) -> str:
+        full = {k: v for k, v in os.environ.items() if k != "NORM_NERF_RETAIN_MEMORY"} | env
+        done = subprocess.run([sys.executable, "-c", BUILD.format(kind=kind)], capture_output=True, text=True,
+                              check=True, env=full)  # fmt: skip
+        return done.stdout.strip()
+
+    assert applied() == "True"
+    assert applied(NORM_NERF_RETAIN_MEMORY="0") == "False"
