@@ -35,7 +35,7 @@ import tyro
 from norm_nerf.core import PAPER_METHODS, parse_method
 from norm_nerf.eval.plots import save_curves, save_rate_distortion
 from norm_nerf.tasks.common import flat_settings
-from norm_nerf.tasks.processes import LOCK_NAME, Command, exit_on_sigterm, lock_folder, run_commands
+from norm_nerf.tasks.processes import LOCK_NAME, Command, exit_on_sigterm, lock_folder, run_commands, usable_cores
 from norm_nerf.tasks.run import TASKS, parse_task
 from norm_nerf.tasks.settled import SETTLED_RULE, finite, settled_orderings, settled_text
 from norm_nerf.tasks.trainer import CONVERGENCE_RULE, CONVERGENCE_THRESHOLD
@@ -137,7 +137,8 @@ class TableConfig:
     convergence threshold from half to all steps (a decaying learning rate flattens every curve's end, so the last-10%
     rule alone cannot tell a converged run from a stopped one)."""
     jobs: int = 1
-    """Cells run in parallel as local processes (threads per process = cores / jobs)."""
+    """Cells run in parallel as local processes (threads per process = usable cores / jobs; under ``taskset`` or a
+    cgroup CPU set, the cores it allows)."""
     out: Path = Path("outputs/table")
     """Output folder; re-running with the same folder resumes (finished cells with the same settings are kept)."""
     extra: tuple[str, ...] = ()
@@ -434,7 +435,7 @@ def _cell_failure(cell: Cell, returncode: int) -> dict[str, Any] | None:
 def _run_cells(cfg: TableConfig, todo: list[Cell], lock: int | None) -> list[dict[str, Any]]:
     """Run the cells as local processes, ``--jobs`` at a time, each writing its log.txt; returns the failures in
     cell order. The cells hold the folder's lock with the table and end with it (:mod:`norm_nerf.tasks.processes`)."""
-    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
+    threads = max(1, usable_cores() // cfg.jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     failures: dict[int, dict[str, Any]] = {}
     with progress() as bar:

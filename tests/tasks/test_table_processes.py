@@ -120,3 +120,18 @@ def test_sigterm_of_the_table_ends_its_cells_and_cells_outlive_a_sibling_that_en
     table.send_signal(signal.SIGTERM)
     assert table.wait(timeout=30) == 128 + signal.SIGTERM
     assert _seconds_until_gone(long_cell) < CELL_GONE_WITHIN_S, "the cell outlived its table"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this platform")
+def test_cells_get_the_cores_taskset_allows_not_the_machines() -> None:
+    from norm_nerf.tasks.processes import usable_cores
+
+    code = "from norm_nerf.tasks.processes import usable_cores; print(usable_cores())"
+    pinned = subprocess.run(
+        [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{0}}); {code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert pinned.stdout.strip() == "1"
+    assert usable_cores() == len(os.sched_getaffinity(0))
