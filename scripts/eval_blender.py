@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tyro
 
-from norm_nerf.eval.blender_eval import PSNR_CAP_DB
+from norm_nerf.eval.metrics import PSNR_CAP_DB
 from norm_nerf.ns.evaluate import EvalBlenderConfig, evaluate_blender
 from norm_nerf.utils.cli import run_cli
 from norm_nerf.utils.console import CONSOLE

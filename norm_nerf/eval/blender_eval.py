@@ -30,15 +30,13 @@ from norm_nerf.data import images
 from norm_nerf.data.images import IMAGE_SUFFIXES
 from norm_nerf.eval.lpips import MIN_SIDE as LPIPS_MIN_SIDE
 from norm_nerf.eval.lpips import LazyLPIPS, alexnet_weights_path, lpips_available
-from norm_nerf.eval.metrics import psnr, ssim, to_uint8
+from norm_nerf.eval.metrics import PSNR_CAP_DB, psnr, ssim, to_uint8
 from norm_nerf.eval.plots import save_image, save_panels
 from norm_nerf.utils.atomic import write_bytes_atomically
 from norm_nerf.utils.console import progress
 from norm_nerf.utils.jsonio import write_json
 
 WHITE = (1.0, 1.0, 1.0)
-PSNR_CAP_DB = 100.0
-"""Largest PSNR reported for one image: an exact match (MSE 0) has infinite PSNR, which would make the mean inf."""
 SETTINGS = {
     "psnr": (
         f"per image over all pixels and channels, prediction clipped to [0, 1], capped at {PSNR_CAP_DB:g} dB (an exact "
@@ -163,7 +161,7 @@ def score_image(name: str, pred: np.ndarray, gt: np.ndarray, lpips: Callable | N
             )
     p, t = torch.from_numpy(pred), torch.from_numpy(gt)
     use_lpips = lpips is not None and min(pred.shape[:2]) >= LPIPS_MIN_SIDE
-    value = min(float(psnr(p, t)), PSNR_CAP_DB)
+    value = psnr(p, t, cap_db=PSNR_CAP_DB)
     return ImageScores(name, value, ssim(p, t, channel_axis=-1), lpips(pred, gt) if use_lpips else None)
 
 

@@ -8,20 +8,25 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
-
-def mse_to_psnr(mse: float, data_range: float = 1.0) -> float:
-    """PSNR in dB from a mean squared error (inf for a perfect fit)."""
-    if mse <= 0:
-        return math.inf
-    return 10.0 * math.log10(data_range**2 / mse)
+PSNR_CAP_DB = 100.0
+"""Largest PSNR reported for one image: an exact match (MSE 0) has infinite PSNR, which would make a mean inf."""
 
 
-def psnr(pred: Float[Tensor, "*shape"], target: Float[Tensor, "*shape"], data_range: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB over all entries (prediction clipped to the data range)."""
+def mse_to_psnr(mse: float, data_range: float = 1.0, cap_db: float | None = None) -> float:
+    """PSNR in dB from a mean squared error: inf for a perfect fit, or at most ``cap_db`` when given."""
+    value = math.inf if mse <= 0 else 10.0 * math.log10(data_range**2 / mse)
+    return value if cap_db is None else min(value, cap_db)
+
+
+def psnr(
+    pred: Float[Tensor, "*shape"], target: Float[Tensor, "*shape"], data_range: float = 1.0, cap_db: float | None = None
+) -> float:
+    """Peak signal-to-noise ratio in dB over all entries (prediction clipped to the data range), at most ``cap_db``
+    when given (:data:`PSNR_CAP_DB` for images, as norm-eval-blender reports them)."""
     if pred.shape != target.shape:
         raise ValueError(f"psnr: shapes differ, {tuple(pred.shape)} vs {tuple(target.shape)}")
     err = (pred.detach().clamp(0, data_range) - target.detach()).double().square().mean().item()
-    return mse_to_psnr(err, data_range)
+    return mse_to_psnr(err, data_range, cap_db)
 
 
 SSIM_WINDOW = 11

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from norm_nerf.core.grids import pixel_grid
 from norm_nerf.data.images import MIN_IMAGE_SIDE, ImageError, bundled_image
-from norm_nerf.eval.metrics import mse_to_psnr, psnr, ssim
+from norm_nerf.eval.metrics import PSNR_CAP_DB, mse_to_psnr, psnr, ssim
 
 
 def default_image(size: int | None = 128) -> Float[Tensor, "h w 3"]:
@@ -42,11 +42,11 @@ class ImageSignal:
         return (pred - (target if idx is None else target[idx])).square().mean()
 
     def quick_metric(self, pred: Float[Tensor, "p c"], loss: Tensor, idx: Tensor | None = None) -> float:
-        return mse_to_psnr(float(loss.item()))
+        return mse_to_psnr(float(loss.item()), cap_db=PSNR_CAP_DB)
 
     def as_image(self, pred: Float[Tensor, "p c"]) -> Float[Tensor, "h w c"]:
         return pred.reshape(self.height, self.width, self.channels)
 
     def metrics(self, pred: Float[Tensor, "p c"]) -> dict[str, float]:
         img = self.as_image(pred.cpu())
-        return {"psnr": psnr(img, self.image), "ssim": ssim(img, self.image, channel_axis=-1)}
+        return {"psnr": psnr(img, self.image, cap_db=PSNR_CAP_DB), "ssim": ssim(img, self.image, channel_axis=-1)}

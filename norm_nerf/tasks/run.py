@@ -36,8 +36,7 @@ from norm_nerf.core import count_parameters
 from norm_nerf.core.network import NetworkConfig
 from norm_nerf.core.saving import save_atomically
 from norm_nerf.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_image
-from norm_nerf.eval.blender_eval import PSNR_CAP_DB
-from norm_nerf.eval.metrics import psnr
+from norm_nerf.eval.metrics import PSNR_CAP_DB, psnr
 from norm_nerf.eval.plots import save_curves, save_panels, save_spectra
 from norm_nerf.tasks.common import (
     NetworkOptions,
@@ -257,15 +256,6 @@ IMAGE_MEAN_KEYS = ("psnr", "ssim", "psnr_train_mode_final", "psnr_best_train_mod
 """The per-image values a folder's ``metrics.json`` averages."""
 
 
-def _cap_psnr(result: FitResult) -> dict[str, Any]:
-    """Cap the PSNR values of an image fit at ``PSNR_CAP_DB`` (as norm-eval-blender does); what to record."""
-    capped = result.metrics["psnr"] >= PSNR_CAP_DB
-    result.metrics["psnr"] = min(result.metrics["psnr"], PSNR_CAP_DB)
-    result.train_mode_metrics["psnr"] = min(result.train_mode_metrics["psnr"], PSNR_CAP_DB)
-    result.best_train_mode_metric = min(result.best_train_mode_metric, PSNR_CAP_DB)
-    return {"psnr_cap_db": PSNR_CAP_DB, "psnr_capped": int(capped)}
-
-
 def run_image(cfg: ImageTaskConfig) -> dict[str, Any]:
     """Fit one image or a folder of images; returns the ``metrics.json`` content.
 
@@ -327,7 +317,8 @@ def fit_image(cfg: ImageTaskConfig, path: Path | None, out: Path) -> ImageFit:
         "size": list(img.shape),
         "bpp": params * 32 / (signal.height * signal.width),
         "bits_per_param": 32,
-        **_cap_psnr(result),
+        "psnr_cap_db": PSNR_CAP_DB,  # the image signal's PSNR values are capped there (an exact match)
+        "psnr_capped": int(result.metrics["psnr"] >= PSNR_CAP_DB),
     }
     summary = _finish(cfg, out, net, result, extra)
     return ImageFit(summary, target, pred)

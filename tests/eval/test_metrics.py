@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from norm_nerf.eval.metrics import ssim, ssim_window
+from norm_nerf.eval.metrics import psnr, ssim, ssim_window
 
 
 def test_window_shrinks_to_the_smallest_side() -> None:
@@ -47,3 +47,12 @@ def test_sides_below_three_raise_a_clear_reason() -> None:
         ssim(torch.rand(8, 8, 2), torch.rand(8, 8, 2))
     # a 3-channel axis is not spatial
     assert math.isfinite(ssim(torch.rand(3, 3, 3), torch.rand(3, 3, 3), channel_axis=-1))
+
+
+def test_psnr_caps_inside_the_metric_only_when_asked() -> None:
+    from norm_nerf.eval.metrics import PSNR_CAP_DB, mse_to_psnr
+
+    x = torch.rand(4, 4, 3)
+    assert psnr(x, x) == math.inf
+    assert psnr(x, x, cap_db=PSNR_CAP_DB) == PSNR_CAP_DB == mse_to_psnr(0.0, cap_db=PSNR_CAP_DB)
+    assert mse_to_psnr(1e-2, cap_db=PSNR_CAP_DB) == pytest.approx(20.0)

@@ -13,8 +13,9 @@ import pytest
 from norm_nerf.scripts.eval_blender import EvalBlenderConfig, run
 from PIL import Image
 
-from norm_nerf.eval.blender_eval import PSNR_CAP_DB, pair_images
+from norm_nerf.eval.blender_eval import pair_images
 from norm_nerf.eval.lpips import lpips_available
+from norm_nerf.eval.metrics import PSNR_CAP_DB
 from tests.eval.image_pairs import S, closed_form, offset_case, save_image
 
 
