@@ -25,6 +25,27 @@ def distributed_world_size() -> int:
     return 1
 
 
+def synced(sync: bool) -> bool:
+    """Whether a layer with ``sync`` all-reduces its batch statistics now: more than one rank exists."""
+    return sync and distributed_world_size() > 1
+
+
+def sum_over_ranks(*parts: Tensor) -> list[Tensor]:
+    """The sums over all ranks of ``parts`` with ONE all-reduce: flattened into one float64 buffer (partial sums of
+    many float32 terms, as the kernels accumulate them), returned as float64 tensors in the shapes of ``parts``.
+    Not differentiable (callers all-reduce the backward's sums themselves)."""
+    flat = torch.cat([p.reshape(-1).to(torch.float64) for p in parts])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    return [t.reshape(p.shape) for t, p in zip(flat.split([p.numel() for p in parts]), parts)]
+
+
+def count_over_ranks(n: int, sums: Tensor) -> tuple[float, Tensor]:
+    """``(rows of all ranks, sums of all ranks)`` for a rank's ``n`` rows and its partial ``sums``: one all-reduce.
+    The count is read on the host (a device sync where the sums live on a GPU): the kernels take it as a scalar."""
+    count, total = sum_over_ranks(torch.full((1,), float(n), dtype=torch.float64, device=sums.device), sums)
+    return float(count), total
+
+
 # torch 2.6+ names torch.distributed._functional_collectives as the successor, but its all_reduce has no autograd
 # formula; the differentiable one stays the right tool here, so its deprecation notice is not the user's business.
 _DEPRECATED = "torch.distributed.nn.functional.all_reduce is deprecated"

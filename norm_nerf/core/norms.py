@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from norm_nerf.core.distributed import column_moments, distributed_world_size
+from norm_nerf.core.distributed import column_moments, synced
 from norm_nerf.core.functions import (
     cross_normalize,
     rms_normalize,
@@ -269,19 +269,29 @@ class RunningStatsNorm(_AffineNorm):
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
         raise NotImplementedError
 
-    def _use_fast_train_path(self, x: Float[Tensor, "n c"]) -> bool:
-        """Fast kernels serve train mode on one rank; eval mode, synced statistics, N = 0 and ``torch.func``
-        transforms use the reference."""
+    def _synced(self) -> bool:
+        """Whether batch statistics are all-reduced across ranks now (``sync`` and more than one rank)."""
+        return synced(self.sync)
+
+    def _train_kernels(self, x: Float[Tensor, "n c"]) -> tuple[bool, object | None, Float[Tensor, "n c"]]:
+        """``(served, kernels, x)``: whether the Functions of :mod:`norm_nerf.core.functions` serve this pass, with the
+        kernels and their input (:meth:`_kernel_input`). One rank: train mode, any back end. Synced statistics: only
+        through kernels (C++ or Triton, one all-reduce per pass); without them the reference expressions. Eval mode,
+        N = 0 and ``torch.func`` transforms use the reference. Under sync nothing here depends on the local batch
+        beyond N = 0 (an error in train mode): every rank must take the same path and make the same collectives."""
         if self.impl == "reference" or not self.training or x.shape[0] == 0 or functorch_active():
-            return False
-        return not (self.sync and distributed_world_size() > 1)
+            return False, None, x
+        kernels, x2 = self._kernel_input(x)
+        if kernels is None and self._synced():
+            return False, None, x
+        return True, kernels, x2
 
     def _scale_shift_forward(
         self, x: Float[Tensor, "*batch c"], x2: Float[Tensor, "n c"], kernels: object | None, global_stats: bool
     ) -> Float[Tensor, "*batch c"]:
         """Train-mode bn/gn of ``x`` (flattened: ``x2``, from :meth:`_kernel_input` with its ``kernels``) through
         :func:`~norm_nerf.core.functions.scale_shift.train_scale_shift`, updating the running mean/variance."""
-        y, mean, var = train_scale_shift(x2, self.weight, self.bias, self.eps, global_stats, kernels)
+        y, mean, var = train_scale_shift(x2, self.weight, self.bias, self.eps, global_stats, kernels, self._synced())
         if self.should_update():
             self._update(running_mean=mean, running_var=var)
         return y.reshape(x.shape)
@@ -321,15 +331,14 @@ class BatchNorm(RunningStatsNorm):
         self._register_stat("running_var", num_features, 1.0)
 
     def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        needs_sync = self.sync and distributed_world_size() > 1
         x2 = self._flatten(x)
-        if (
-            self.impl == "reference"
-            or needs_sync
-            or x2.shape[0] < 2
-            or (not self.training and not self._checked_untracked)
-        ):
-            return super()._forward(x)  # generic path: synced statistics, N = 1, or the untrained-eval warning
+        if self._synced():  # the kernels' synced Function, or the reference: the same choice on every rank
+            served, kernels, x_kernel = self._train_kernels(x2)
+            if not served:
+                return super()._forward(x)
+            return self._scale_shift_forward(x, x_kernel, kernels, global_stats=False)
+        if self.impl == "reference" or x2.shape[0] < 2 or (not self.training and not self._checked_untracked):
+            return super()._forward(x)  # generic path: N = 1, or the untrained-eval warning
         update = self.training and self.should_update()
         if self.training and not functorch_active():
             kernels, x_kernel = self._kernel_input(x2)
@@ -372,10 +381,9 @@ class GlobalNorm(RunningStatsNorm):
         self._register_stat("running_var", 1, 1.0)
 
     def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        x2 = self._flatten(x)
-        if not self._use_fast_train_path(x2):
+        served, kernels, x2 = self._train_kernels(self._flatten(x))
+        if not served:
             return super()._forward(x)
-        kernels, x2 = self._kernel_input(x2)
         return self._scale_shift_forward(x, x2, kernels, global_stats=True)
 
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
@@ -407,13 +415,13 @@ class CrossNorm(RunningStatsNorm):
         self._register_stat("running_n", 1, 0.0)
 
     def _forward(self, x: Float[Tensor, "*batch c"]) -> Float[Tensor, "*batch c"]:
-        x2 = self._flatten(x)
-        if not self._use_fast_train_path(x2):
+        served, kernels, x2 = self._train_kernels(self._flatten(x))
+        if not served:
             return super()._forward(x)
-        kernels, x2 = self._kernel_input(x2)
-        y, mean, var = train_cross_norm(x2, self.weight, self.bias, self.eps, kernels)
-        if self.should_update():
-            self._update(running_mean=mean, running_var=var, running_n=float(x2.shape[0]))
+        sync = self._synced()
+        y, mean, var, rows = train_cross_norm(x2, self.weight, self.bias, self.eps, kernels, sync)
+        if self.should_update():  # the local count as a float: no host-to-device copy
+            self._update(running_mean=mean, running_var=var, running_n=rows if sync else float(x2.shape[0]))
         return y.reshape(x.shape)
 
     def _train_normalize(self, x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 
 from norm_nerf.core.norms import build_norm
+from tests.thread_ranks import check_synced_layer
 from tests.two_ranks import run_two_ranks
 
 N_PER_RANK = (5, 9)  # unequal shards on purpose
@@ -67,3 +68,100 @@ def test_two_process_sync_equals_concatenated_batch(kind: str, tmp_path) -> None
             torch.testing.assert_close(res["buffers"][name], buf, msg=f"{kind} {name} rank {rank}")
     # Parameter gradients summed over ranks (what DDP all-reduces) equal the full-batch gradient.
     torch.testing.assert_close(results[0]["w_grad"] + results[1]["w_grad"], norm.weight.grad)
+
+
+def _counting_all_reduce(counts: list[int]):
+    """Wrap ``torch.distributed.all_reduce`` (what every all-reduce of ours, differentiable or not, calls) to count."""
+    original = dist.all_reduce
+
+    def counted(*args, **kwargs):
+        counts.append(1)
+        return original(*args, **kwargs)
+
+    return counted
+
+
+def _kernel_worker(rank: int, kind: str, double_backward: bool) -> dict:
+    """A float32 layer with the C++ kernels on this rank's shard: backend, all-reduces per pass, values, gradients."""
+    from norm_nerf.core.functions.backend import backend_of
+
+    x, r = _data()
+    xs = _shard(x, rank).float().clone().requires_grad_(True)
+    norm = build_norm(kind, C, impl="compiled").train()
+    _weights(norm)
+    counts: list[int] = []
+    dist.all_reduce = _counting_all_reduce(counts)
+    y = norm(xs)
+    forward = len(counts)
+    loss = (y * _shard(r, rank).float()).sum()
+    if double_backward:  # an eikonal-style loss on the input gradient: the norm's backward is differentiated
+        (gx,) = torch.autograd.grad(loss, xs, create_graph=True)
+        loss = (gx * gx).sum()
+    loss.backward()
+    return {
+        "backend": backend_of(y),
+        "forward": forward,
+        "backward": len(counts) - forward,
+        "y": y.detach(),
+        "x_grad": xs.grad,
+        "w_grad": norm.weight.grad,
+        "buffers": {k: v.clone() for k, v in norm.named_buffers()},
+    }
+
+
+def _one_process(kind: str, double_backward: bool) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module]:
+    x, r = _data()
+    x = x.clone().requires_grad_(True)
+    norm = build_norm(kind, C, impl="reference").double().train()
+    _weights(norm)
+    loss = (norm(x) * r).sum()
+    if double_backward:
+        (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+        loss = (gx * gx).sum()
+    loss.backward()
+    return x.grad, norm.weight.grad, norm
+
+
+@pytest.mark.slow  # spawns two gloo processes
+@pytest.mark.parametrize("kind", ["bn", "gn", "cn"])
+@pytest.mark.parametrize("double_backward", [False, True])
+def test_synced_statistics_run_through_the_kernels_with_one_all_reduce_per_pass(
+    kind: str, double_backward: bool, tmp_path
+) -> None:
+    """Synced float32 layers run the C++ kernels (backend "compiled") with ONE all-reduce in the forward pass and
+    one in the backward, and train the one-process model on the concatenated batch; a double backward (through the
+    reference expressions) too."""
+    if not dist.is_available():
+        pytest.skip("torch.distributed not available")
+    from norm_nerf.core.cpu_kernels import cpu_kernels
+
+    if cpu_kernels() is None:
+        pytest.skip("the C++ kernels cannot be built here")
+    results = run_two_ranks(_kernel_worker, (kind, double_backward), tmp_path)
+    x_grad, w_grad, norm = _one_process(kind, double_backward)
+    for rank, res in enumerate(results):
+        assert res["backend"] == "compiled"
+        assert res["forward"] == 1
+        if not double_backward:
+            assert res["backward"] == 1
+        torch.testing.assert_close(res["x_grad"].double(), _shard(x_grad, rank), rtol=1e-4, atol=1e-4)
+        for name, buf in norm.named_buffers():
+            want = buf if buf.dtype == torch.long else buf.float()
+            torch.testing.assert_close(res["buffers"][name], want, msg=f"{kind} {name} rank {rank}")
+    torch.testing.assert_close((results[0]["w_grad"] + results[1]["w_grad"]).double(), w_grad, rtol=1e-4, atol=1e-4)
+    for name, buf in results[0]["buffers"].items():  # the same sums reach both ranks: bitwise equal statistics
+        assert torch.equal(buf, results[1]["buffers"][name]), name
+
+
+@pytest.mark.parametrize("kind", ["bn", "gn", "cn"])
+@pytest.mark.parametrize("double_backward", [False, True])
+def test_synced_kernels_in_thread_ranks(kind: str, double_backward: bool) -> None:
+    """The same with three ranks as threads (tests/thread_ranks.py; the Triton kernels run this check under the
+    interpreter): one all-reduce forward, one backward."""
+    from norm_nerf.core.cpu_kernels import cpu_kernels
+
+    if cpu_kernels() is None:
+        pytest.skip("the C++ kernels cannot be built here")
+    calls = check_synced_layer(kind, "compiled", torch.device("cpu"), "compiled", shards=(5, 1, 9),
+                               double_backward=double_backward)  # fmt: skip
+    assert calls == [1 + (4 if double_backward else 1)] * 3

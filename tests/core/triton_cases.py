@@ -26,6 +26,7 @@ from norm_nerf.core.functions import (
 from norm_nerf.core.norms import build_norm
 from norm_nerf.core.triton import interpreting, triton_available, triton_kernels, triton_kernels_for
 from norm_nerf.core.triton.launch import gpu_config
+from tests.thread_ranks import check_synced_layer
 
 INTERPRETED = triton_available() and interpreting()
 DEVICE = torch.device("cpu" if INTERPRETED else "cuda")
@@ -183,6 +184,16 @@ def test_cross_norm_second_and_third_derivatives(shape: tuple[int, int], affine:
         results.append(out)
     for i, (got, want) in enumerate(zip(*results)):
         _close(got, want, f"output {i}", rtol=1e-3)
+
+
+@pytest.mark.parametrize("double_backward", [False, True])
+@pytest.mark.parametrize("shards", [(5, 9), (1, 6, 3)])
+@pytest.mark.parametrize("kind", RUNNING)
+def test_synced_statistics_run_the_kernels(kind: str, shards: tuple[int, ...], double_backward: bool) -> None:
+    """Synchronised statistics over ranks (threads with a summing all-reduce, tests/thread_ranks.py): the kernels'
+    halves with one all-reduce forward and one backward train the one-process model on all rows."""
+    calls = check_synced_layer(kind, "triton", DEVICE, "triton", shards=shards, c=6, double_backward=double_backward)
+    assert calls == [1 + (4 if double_backward else 1)] * len(shards)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -4,6 +4,13 @@
 #include "cpu_kernels.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("moment_sums", &moment_sums);
+  m.def("scale_shift_apply", &scale_shift_apply);
+  m.def("scale_shift_backward_sums", &scale_shift_backward_sums);
+  m.def("scale_shift_backward_apply", &scale_shift_backward_apply);
+  m.def("cross_norm_apply", &cross_norm_apply);
+  m.def("cross_norm_backward_sums", &cross_norm_backward_sums);
+  m.def("cross_norm_backward_apply", &cross_norm_backward_apply);
   m.def("scale_shift_forward", &scale_shift_forward);
   m.def("scale_shift_backward", &scale_shift_backward);
   m.def("cross_norm_forward", &cross_norm_forward);

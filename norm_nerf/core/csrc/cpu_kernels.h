@@ -1,5 +1,6 @@
 // Declarations of the CPU kernels (float32, contiguous inputs), bound to Python in bindings.cpp.
-// norms.cpp: batch/global norm (forward, backward), cross norm (forward, backward, double backward), RMS norm.
+// norms.cpp: batch/global norm (forward, backward), cross norm (forward, backward, double backward), RMS norm; the
+// halves of the batch-dependent ones (partial sums, apply) that synchronised statistics all-reduce between.
 // softplus.cpp: softplus and its first and second derivatives. denormals.cpp: FTZ/DAZ in the OpenMP team.
 #pragma once
 #include <torch/types.h>
@@ -7,6 +8,23 @@
 #include <cstdint>
 #include <vector>
 
+std::vector<torch::Tensor> moment_sums(torch::Tensor x, bool row_stats);
+torch::Tensor scale_shift_apply(torch::Tensor x, torch::Tensor w, torch::Tensor b, torch::Tensor mean,
+                                torch::Tensor rstd, bool global_stats);
+torch::Tensor scale_shift_backward_sums(torch::Tensor g, torch::Tensor x, torch::Tensor mean, bool global_stats);
+torch::Tensor scale_shift_backward_apply(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor mean,
+                                         torch::Tensor rstd, torch::Tensor sums, double count, bool global_stats);
+torch::Tensor cross_norm_apply(torch::Tensor x, torch::Tensor w, torch::Tensor b, torch::Tensor row_mean,
+                               torch::Tensor row_var, torch::Tensor col_mean, torch::Tensor col_var, double count,
+                               double eps);
+std::vector<torch::Tensor> cross_norm_backward_sums(torch::Tensor g, torch::Tensor x, torch::Tensor w,
+                                                    torch::Tensor row_mean, torch::Tensor row_var,
+                                                    torch::Tensor col_mean, torch::Tensor col_var, double count,
+                                                    double eps);
+torch::Tensor cross_norm_backward_apply(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor row_mean,
+                                        torch::Tensor row_var, torch::Tensor col_mean, torch::Tensor col_var,
+                                        torch::Tensor row_b, torch::Tensor row_p, torch::Tensor sums,
+                                        torch::Tensor work, double count, double eps);
 std::vector<torch::Tensor> scale_shift_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps,
                                                bool global_stats);
 std::vector<torch::Tensor> scale_shift_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor mean,

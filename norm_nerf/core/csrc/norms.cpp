@@ -30,7 +30,22 @@ struct Partials {
   }
 };
 
-double denom(int64_t count) { return count > 1 ? double(count - 1) : 1.0; }
+// The unbiased variance's denominator: count - 1, at least 1 (one sample has variance 0). Counts are doubles: with
+// synchronised statistics they are the all-reduced number of rows of all ranks.
+double denom(double count) { return count > 1 ? count - 1.0 : 1.0; }
+
+// A float64 tensor of shape (rows, cols) holding `v` (sums that ranks add up: they are all-reduced in float64).
+torch::Tensor doubles(const std::vector<double>& v, int64_t rows, int64_t cols) {
+  auto t = torch::empty({rows, cols}, torch::dtype(torch::kFloat64));
+  std::copy(v.begin(), v.end(), t.data_ptr<double>());
+  return t;
+}
+
+// The values of a tensor of sums (float64 from these kernels, float32 from the Triton ones) as doubles.
+std::vector<double> read_doubles(const torch::Tensor& t) {
+  const auto d = t.to(torch::kFloat64).contiguous();
+  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+}
 
 // POINTERS: inner loops read per-column inputs through local `__restrict__` copies made inside the parallel
 // lambda. Through the lambda's by-reference capture (or a std::vector's data pointer) the compiler must reload the
@@ -40,15 +55,19 @@ double denom(int64_t count) { return count > 1 ? double(count - 1) : 1.0; }
 
 }  // namespace
 
-// Batch norm (per-column statistics) and global norm (one statistic over all entries), the signatures of the Triton
-// kernels (norm_nerf/core/triton/scale_shift.py). Forward: column sums and squares in double (one pass), the
-// statistics (two-pass sums of squared deviations where the one-pass ones would lose more than 6 of double's 16
-// digits, as norm_nerf/core/moments.py decides), then y = x * p + q per column. Returns (y, mean, unbiased var, rstd):
-// per column, or shape (1,) with global_stats; bn normalizes with the biased variance, gn with the unbiased one.
-std::vector<torch::Tensor> scale_shift_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps,
-                                               bool global_stats) {
-  const int64_t n = x.size(0), c = x.size(1), groups = global_stats ? 1 : c;
+// SPLIT: every batch-dependent norm is "partial sums over the rows (one reducing pass) -> statistics -> apply (one
+// elementwise pass)", forward and backward. The sums are returned as tensors (float64 here) so that synchronised
+// statistics can all-reduce them between the two halves (norm_nerf/core/functions/); the one-rank entry points
+// (scale_shift_forward, ...) are the same halves called back to back. The Triton kernels have the same signatures.
+
+// The first pass of bn/gn/cn: per column the sums of x and x^2 in double, shape (2, c) float64, and with row_stats
+// every row's mean and unbiased variance (cross norm's per-point part; empty tensors otherwise).
+std::vector<torch::Tensor> moment_sums(torch::Tensor x, bool row_stats) {
+  const int64_t n = x.size(0), c = x.size(1);
   const float* X = x.data_ptr<float>();
+  auto opts = x.options();
+  auto row_mean = torch::empty({row_stats ? n : 0}, opts), row_var = torch::empty({row_stats ? n : 0}, opts);
+  float *RM = row_mean.data_ptr<float>(), *RV = row_var.data_ptr<float>();
   Partials<double> part(n, c, 2, 1024);
   at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
@@ -61,10 +80,57 @@ std::vector<torch::Tensor> scale_shift_forward(torch::Tensor x, torch::Tensor w,
           const double v = xi[j];
           cs[j] += v; cq[j] += v * v;
         }
+        if (!row_stats) continue;
+        double s = 0.0, q = 0.0;  // the row's sums in a loop of their own (see ROW SUMS above)
+#pragma omp simd reduction(+ : s, q)
+        for (int64_t j = 0; j < c; ++j) {
+          const double v = xi[j];
+          s += v; q += v * v;
+        }
+        RM[i] = float(s / c);
+        RV[i] = float(std::max(q - s * s / c, 0.0) / denom(c));
       }
     }
   });
-  std::vector<double> tot = part.total(), s(groups, 0.0), q(groups, 0.0);
+  return {doubles(part.total(), 2, c), row_mean, row_var};
+}
+
+// y = (x - m) r w + b per column (mean and rstd per column, or shape (1,) with global_stats).
+torch::Tensor scale_shift_apply(torch::Tensor x, torch::Tensor w, torch::Tensor b, torch::Tensor mean,
+                                torch::Tensor rstd, bool global_stats) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float *X = x.data_ptr<float>(), *W = w.data_ptr<float>(), *B = b.data_ptr<float>();
+  const float *MT = mean.data_ptr<float>(), *RT = rstd.data_ptr<float>();
+  std::vector<float> p(c), sh(c);
+  for (int64_t j = 0; j < c; ++j) {
+    const int64_t k = global_stats ? 0 : j;
+    p[j] = RT[k] * W[j];
+    sh[j] = B[j] - MT[k] * p[j];
+  }
+  auto y = torch::empty_like(x);
+  float* Y = y.data_ptr<float>();
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    const float *__restrict__ P = p.data(), *__restrict__ S = sh.data();  // see POINTERS above
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* __restrict__ xi = X + i * c;
+      float* __restrict__ yi = Y + i * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] * P[j] + S[j];
+    }
+  });
+  return y;
+}
+
+// Batch norm (per-column statistics) and global norm (one statistic over all entries) on one rank: moment_sums, the
+// statistics (two-pass sums of squared deviations where the one-pass ones would lose more than 6 of double's 16
+// digits, as norm_nerf/core/moments.py decides), then scale_shift_apply. Returns (y, mean, unbiased var, rstd): per
+// column, or shape (1,) with global_stats; bn normalizes with the biased variance, gn with the unbiased one.
+std::vector<torch::Tensor> scale_shift_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps,
+                                               bool global_stats) {
+  const int64_t n = x.size(0), c = x.size(1), groups = global_stats ? 1 : c;
+  const float* X = x.data_ptr<float>();
+  const std::vector<double> tot = read_doubles(moment_sums(x, false)[0]);
+  std::vector<double> s(groups, 0.0), q(groups, 0.0);
   for (int64_t j = 0; j < c; ++j) {
     s[global_stats ? 0 : j] += tot[j];
     q[global_stats ? 0 : j] += tot[c + j];
@@ -107,40 +173,15 @@ std::vector<torch::Tensor> scale_shift_forward(torch::Tensor x, torch::Tensor w,
     VT[j] = float(cen / denom(count));
     RT[j] = float(1.0 / std::sqrt(double(float(cen / norm_den)) + eps));
   }
-  const float *W = w.data_ptr<float>(), *B = b.data_ptr<float>();
-  std::vector<float> p(c), sh(c);
-  for (int64_t j = 0; j < c; ++j) {
-    const int64_t k = global_stats ? 0 : j;
-    p[j] = RT[k] * W[j];
-    sh[j] = B[j] - MT[k] * p[j];
-  }
-  auto y = torch::empty_like(x);
-  float* Y = y.data_ptr<float>();
-  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
-    const float *__restrict__ P = p.data(), *__restrict__ S = sh.data();  // see POINTERS above
-    for (int64_t i = i0; i < i1; ++i) {
-      const float* __restrict__ xi = X + i * c;
-      float* __restrict__ yi = Y + i * c;
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) yi[j] = xi[j] * P[j] + S[j];
-    }
-  });
-  return {y, mean_t, var_t, rstd_t};
+  return {scale_shift_apply(x, w, b, mean_t, rstd_t, global_stats), mean_t, var_t, rstd_t};
 }
 
-// The input gradient of scale_shift_forward and the column sums of the affine gradients:
-// dx = r w g - r mean(h) - (x - m) r^3 sum(h (x - m)) / D with h = g w (sums per column, or over all entries), and
-// returns (dx, sum g, sum g (x - m)) per column.
-std::vector<torch::Tensor> scale_shift_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor mean,
-                                                torch::Tensor rstd, bool global_stats) {
+// The backward's reducing pass: per column sum g and sum g (x - m), shape (2, c) float64.
+torch::Tensor scale_shift_backward_sums(torch::Tensor g, torch::Tensor x, torch::Tensor mean, bool global_stats) {
   const int64_t n = x.size(0), c = x.size(1);
-  const float *G = g.data_ptr<float>(), *X = x.data_ptr<float>(), *W = w.data_ptr<float>();
-  const float *MT = mean.data_ptr<float>(), *RT = rstd.data_ptr<float>();
-  std::vector<float> m(c), r(c);
-  for (int64_t j = 0; j < c; ++j) {
-    m[j] = MT[global_stats ? 0 : j];
-    r[j] = RT[global_stats ? 0 : j];
-  }
+  const float *G = g.data_ptr<float>(), *X = x.data_ptr<float>(), *MT = mean.data_ptr<float>();
+  std::vector<float> m(c);
+  for (int64_t j = 0; j < c; ++j) m[j] = MT[global_stats ? 0 : j];
   Partials<double> part(n, c, 2, 1024);
   at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
     const float* __restrict__ Ml = m.data();  // see POINTERS above
@@ -157,27 +198,33 @@ std::vector<torch::Tensor> scale_shift_backward(torch::Tensor g, torch::Tensor x
       }
     }
   });
-  const std::vector<double> tot = part.total();
-  auto opts = x.options();
-  auto g_sum = torch::empty({c}, opts), g_xc = torch::empty({c}, opts);
-  float *GS = g_sum.data_ptr<float>(), *GX = g_xc.data_ptr<float>();
+  return doubles(part.total(), 2, c);
+}
+
+// The input gradient dx = r w g - r sum(h) / count - (x - m) r^3 sum(h (x - m)) / D with h = g w, from the column
+// sums of scale_shift_backward_sums (of all ranks, with synchronised statistics) over `count` rows (sums per column,
+// or over all entries with global_stats; D the variance's denominator).
+torch::Tensor scale_shift_backward_apply(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor mean,
+                                         torch::Tensor rstd, torch::Tensor sums, double count, bool global_stats) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float *G = g.data_ptr<float>(), *X = x.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float *MT = mean.data_ptr<float>(), *RT = rstd.data_ptr<float>();
+  const std::vector<double> tot = read_doubles(sums);
   double h_sum_all = 0.0, h_xc_all = 0.0;
   for (int64_t j = 0; j < c; ++j) {
-    GS[j] = float(tot[j]);
-    GX[j] = float(tot[c + j]);
     h_sum_all += double(W[j]) * tot[j];
     h_xc_all += double(W[j]) * tot[c + j];
   }
-  const int64_t count = global_stats ? n * c : n;
-  const double den = global_stats ? denom(count) : double(count);
+  const double entries = global_stats ? count * double(c) : count;
+  const double den = global_stats ? denom(entries) : entries;
   std::vector<float> p(c), a(c), sh(c);
   for (int64_t j = 0; j < c; ++j) {
-    const double rj = r[j];
+    const double rj = RT[global_stats ? 0 : j], mj = MT[global_stats ? 0 : j];
     const double h_sum = global_stats ? h_sum_all : double(W[j]) * tot[j];
     const double h_xc = global_stats ? h_xc_all : double(W[j]) * tot[c + j];
     p[j] = float(rj * W[j]);
     a[j] = float(rj * rj * rj * h_xc / den);
-    sh[j] = float(rj * h_sum / double(count) - double(m[j]) * double(a[j]));  // -shift + m a, folded
+    sh[j] = float(rj * h_sum / entries - mj * double(a[j]));  // -shift + m a, folded
   }
   auto dx = torch::empty_like(x);
   float* DX = dx.data_ptr<float>();
@@ -190,53 +237,36 @@ std::vector<torch::Tensor> scale_shift_backward(torch::Tensor g, torch::Tensor x
       for (int64_t j = 0; j < c; ++j) di[j] = gi[j] * P[j] - xi[j] * A[j] - S[j];
     }
   });
-  return {dx, g_sum, g_xc};
+  return dx;
 }
 
-std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
+// The input gradient of scale_shift_forward and the column sums of the affine gradients on one rank:
+// returns (dx, sum g, sum g (x - m)) per column.
+std::vector<torch::Tensor> scale_shift_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor mean,
+                                                torch::Tensor rstd, bool global_stats) {
+  const auto sums = scale_shift_backward_sums(g, x, mean, global_stats);
+  const auto dx = scale_shift_backward_apply(g, x, w, mean, rstd, sums, double(x.size(0)), global_stats);
+  const auto f = sums.to(torch::kFloat32);
+  return {dx, f[0], f[1]};
+}
+
+// Cross norm's elementwise pass: y = z r w + b with z = x - mu_ij = ((K+1) x - count m_j - C rho_i) / K,
+// r = rsqrt(rho_var_i + col_var_j + eps), K = count + C (count: the rows behind the column statistics).
+torch::Tensor cross_norm_apply(torch::Tensor x, torch::Tensor w, torch::Tensor b, torch::Tensor row_mean,
+                               torch::Tensor row_var, torch::Tensor col_mean, torch::Tensor col_var, double count,
+                               double eps) {
   const int64_t n = x.size(0), c = x.size(1);
-  const double K = double(n + c);
-  const float* X = x.data_ptr<float>();
-  auto opts = x.options();
-  auto row_mean = torch::empty({n}, opts), row_var = torch::empty({n}, opts);
-  float* RM = row_mean.data_ptr<float>(); float* RV = row_var.data_ptr<float>();
-  std::vector<double> row_s(n);
-  Partials<double> part(n, c, 2, 1024);
-  at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      double* cs = part.data.data() + k * part.width; double* cq = cs + c;
-      for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
-        const float* __restrict__ xi = X + i * c;
-#pragma omp simd
-        for (int64_t j = 0; j < c; ++j) {
-          const double v = xi[j];
-          cs[j] += v; cq[j] += v * v;
-        }
-        double s = 0.0, q = 0.0;  // the row's sums in a loop of their own (see ROW SUMS above)
-#pragma omp simd reduction(+ : s, q)
-        for (int64_t j = 0; j < c; ++j) {
-          const double v = xi[j];
-          s += v; q += v * v;
-        }
-        row_s[i] = s;
-        RM[i] = float(s / c);
-        RV[i] = float(std::max(q - s * s / c, 0.0) / denom(c));
-      }
-    }
-  });
-  const std::vector<double> col = part.total();
-  auto col_mean = torch::empty({c}, opts), col_var = torch::empty({c}, opts);
-  float* CM = col_mean.data_ptr<float>(); float* CV = col_var.data_ptr<float>();
+  const double K = count + double(c);
+  const float *X = x.data_ptr<float>(), *W = w.data_ptr<float>(), *B = b.data_ptr<float>();
+  const float *RM = row_mean.data_ptr<float>(), *RV = row_var.data_ptr<float>();
+  const float *CM = col_mean.data_ptr<float>(), *CV = col_var.data_ptr<float>();
   std::vector<float> bcol(c), vcol(c);
   for (int64_t j = 0; j < c; ++j) {
-    CM[j] = float(col[j] / n);
-    CV[j] = float(std::max(col[c + j] - col[j] * col[j] / n, 0.0) / denom(n));
-    bcol[j] = float(-col[j] / K);
+    bcol[j] = float(-count * CM[j] / K);
     vcol[j] = float(CV[j] + eps);
   }
   auto y = torch::empty_like(x);
   float* Y = y.data_ptr<float>();
-  const float* W = w.data_ptr<float>(); const float* B = b.data_ptr<float>();
   const float a = float((K + 1.0) / K);
   at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
     const float *__restrict__ Wl = W, *__restrict__ Bl = B;  // see POINTERS above
@@ -244,29 +274,50 @@ std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, 
     for (int64_t i = i0; i < i1; ++i) {
       const float* __restrict__ xi = X + i * c;
       float* __restrict__ yi = Y + i * c;
-      const float brow = float(-row_s[i] / K), vrow = RV[i];
+      const float brow = float(-double(c) * RM[i] / K), vrow = RV[i];
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j)
         yi[j] = (a * xi[j] + brow + BC[j]) / std::sqrt(vrow + VC[j]) * Wl[j] + Bl[j];
     }
   });
-  return {y, row_mean, row_var, col_mean, col_var};
+  return y;
 }
 
-std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w,
-                                               torch::Tensor row_mean, torch::Tensor row_var,
-                                               torch::Tensor col_mean, torch::Tensor col_var, double eps) {
+// Cross norm on one rank: moment_sums (row statistics and column sums in one pass), the column statistics, then
+// cross_norm_apply. Returns (y, row_mean, row_var, col_mean, col_var), variances unbiased.
+std::vector<torch::Tensor> cross_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {
   const int64_t n = x.size(0), c = x.size(1);
-  const float K = float(n + c), a = (K + 1.0f) / K;
+  const auto stats = moment_sums(x, true);
+  const std::vector<double> col = read_doubles(stats[0]);
+  auto col_mean = torch::empty({c}, x.options()), col_var = torch::empty({c}, x.options());
+  float *CM = col_mean.data_ptr<float>(), *CV = col_var.data_ptr<float>();
+  for (int64_t j = 0; j < c; ++j) {
+    CM[j] = float(col[j] / n);
+    CV[j] = float(std::max(col[c + j] - col[j] * col[j] / n, 0.0) / denom(n));
+  }
+  auto y = cross_norm_apply(x, w, b, stats[1], stats[2], col_mean, col_var, double(n), eps);
+  return {y, stats[1], stats[2], col_mean, col_var};
+}
+
+// Cross norm backward, reducing pass: column sums (4, c) float64 of g, g yhat, g r and g z r^3; per row
+// row_b = sum_j w g z r^3 / (C-1) and row_p = sum_j w g r; and `work`, an N x C buffer holding r (one square root
+// per entry) that cross_norm_backward_apply overwrites with the gradient.
+std::vector<torch::Tensor> cross_norm_backward_sums(torch::Tensor g, torch::Tensor x, torch::Tensor w,
+                                                    torch::Tensor row_mean, torch::Tensor row_var,
+                                                    torch::Tensor col_mean, torch::Tensor col_var, double count,
+                                                    double eps) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float K = float(count + double(c)), a = (K + 1.0f) / K;
   const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *W = w.data_ptr<float>();
   const float *RM = row_mean.data_ptr<float>(), *RV = row_var.data_ptr<float>();
   const float *CM = col_mean.data_ptr<float>(), *CV = col_var.data_ptr<float>();
   std::vector<float> vcol(c), bcol(c);
-  for (int64_t j = 0; j < c; ++j) { vcol[j] = float(CV[j] + eps); bcol[j] = -float(n) * CM[j] / K; }
-  std::vector<float> f_row(n), b_row(n);
+  for (int64_t j = 0; j < c; ++j) { vcol[j] = float(CV[j] + eps); bcol[j] = -float(count) * CM[j] / K; }
+  auto row_b = torch::empty({n}, x.options()), row_p = torch::empty({n}, x.options());
+  float *BR = row_b.data_ptr<float>(), *PR = row_p.data_ptr<float>();
   Partials<float> part(n, c, 4, 64);  // sum g, sum g*yhat, sum g*r, sum g*z*r^3 per column
-  auto dx = torch::empty_like(x);  // holds r between the two passes (one square root per entry)
-  float* DX = dx.data_ptr<float>();
+  auto work = torch::empty_like(x);
+  float* R = work.data_ptr<float>();
   at::parallel_for(0, part.chunks, 1, [&](int64_t k0, int64_t k1) {
     std::vector<float> scratch(2 * c);  // per-entry terms of the two row sums (see ROW SUMS above)
     float* __restrict__ T1 = scratch.data();
@@ -279,7 +330,7 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
       float* __restrict__ su = sp + c;
       for (int64_t i = k * part.rows_per_chunk; i < part.end(k, n); ++i) {
         const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
-        float* __restrict__ ri = DX + i * c;
+        float* __restrict__ ri = R + i * c;
         const float brow = -float(c) * RM[i] / K, vrow = RV[i];
 #pragma omp simd
         for (int64_t j = 0; j < c; ++j) {
@@ -293,32 +344,57 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
         float pr = 0.0f, wr = 0.0f;
 #pragma omp simd reduction(+ : pr, wr)
         for (int64_t j = 0; j < c; ++j) { pr += T1[j]; wr += T2[j]; }
-        b_row[i] = float(wr / denom(c));
-        f_row[i] = RM[i] * b_row[i] - pr / K;
+        BR[i] = float(wr / denom(c));
+        PR[i] = pr;
       }
     }
   });
-  const std::vector<double> col = part.total();
+  return {doubles(part.total(), 4, c), row_b, row_p, work};
+}
+
+// Cross norm backward, elementwise pass: dx = (K+1)/K w g r - w colsum(g r)/K - rowsum(w g r)/K - (x - m_j) a_j
+// - (x - rho_i) b_i with a_j = w_j colsum(g z r^3)_j / (count-1), from the column sums of cross_norm_backward_sums
+// (of all ranks, with synchronised statistics); written into `work` (r on entry), which it returns.
+torch::Tensor cross_norm_backward_apply(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor row_mean,
+                                        torch::Tensor row_var, torch::Tensor col_mean, torch::Tensor col_var,
+                                        torch::Tensor row_b, torch::Tensor row_p, torch::Tensor sums,
+                                        torch::Tensor work, double count, double eps) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const float K = float(count + double(c)), a = (K + 1.0f) / K;
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float *RM = row_mean.data_ptr<float>(), *CM = col_mean.data_ptr<float>();
+  const float *BR = row_b.data_ptr<float>(), *PR = row_p.data_ptr<float>();
+  const std::vector<double> col = read_doubles(sums);
   std::vector<float> a_col(c), e_col(c), s_col(c);
-  auto grad_w = torch::empty({c}, x.options()), grad_b = torch::empty({c}, x.options());
-  float *GW = grad_w.data_ptr<float>(), *GB = grad_b.data_ptr<float>();
   for (int64_t j = 0; j < c; ++j) {
-    GB[j] = float(col[j]); GW[j] = float(col[c + j]);
-    a_col[j] = float(W[j] * col[3 * c + j] / denom(n));
+    a_col[j] = float(W[j] * col[3 * c + j] / denom(count));
     e_col[j] = float(CM[j] * a_col[j] - W[j] * col[2 * c + j] / K);
     s_col[j] = a * W[j];
   }
+  float* DX = work.data_ptr<float>();
   at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c;
       float* __restrict__ di = DX + i * c;  // r on entry, the gradient on exit
-      const float br = b_row[i], fr = f_row[i];
+      const float br = BR[i], fr = RM[i] * BR[i] - PR[i] / K;
       const float *__restrict__ SC = s_col.data(), *__restrict__ EC = e_col.data(), *__restrict__ AC = a_col.data();
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j) di[j] = SC[j] * gi[j] * di[j] + EC[j] + fr - xi[j] * (AC[j] + br);
     }
   });
-  return {dx, grad_w, grad_b};
+  return work;
+}
+
+// Cross norm backward on one rank: (dx, d_weight, d_bias).
+std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w,
+                                               torch::Tensor row_mean, torch::Tensor row_var,
+                                               torch::Tensor col_mean, torch::Tensor col_var, double eps) {
+  const double n = double(x.size(0));
+  const auto s = cross_norm_backward_sums(g, x, w, row_mean, row_var, col_mean, col_var, n, eps);
+  const auto dx = cross_norm_backward_apply(g, x, w, row_mean, row_var, col_mean, col_var, s[1], s[2], s[0], s[3], n,
+                                            eps);
+  const auto f = s[0].to(torch::kFloat32);
+  return {dx, f[1], f[0]};
 }
 
 // Second derivatives of the cross norm (double backward, e.g. an eikonal loss). The layer's first backward

@@ -3,6 +3,7 @@
 * :func:`remember_grads` / :func:`analytic_double_backward`: a fast backward is not itself differentiable (in-place
   ops, C++ kernels); under ``create_graph=True`` the decorated backward evaluates the layer's analytic gradients as
   differentiable expressions (:mod:`norm_nerf.core.norm_grads`) instead, so higher derivatives stay exact;
+* :func:`reference_grads`: the same through a reference expression (synchronised statistics);
 * :func:`kernel_args`: contiguous input and affine arguments for the C++ kernels;
 * :func:`functorch_active`: custom Functions cannot run inside ``torch.func`` transforms; callers use the
   reference expressions there.
@@ -49,12 +50,39 @@ def analytic_double_backward(backward: Callable) -> Callable:
     def wrapper(ctx: FunctionCtx, grad: Tensor, *rest: Tensor | None) -> tuple[Tensor | None, ...]:
         if not torch.is_grad_enabled():
             return backward(ctx, grad, *rest)
-        x, (weight, bias) = ctx.saved_tensors[0], ctx.params
-        needed = [need and t is not None for t, need in zip((x, weight, bias), ctx.needs_input_grad)]
-        grads = ctx.grads(x, weight, grad)
-        return (*(g if need else None for g, need in zip(grads, needed)), *[None] * (ctx.num_inputs - 3))
+        return differentiable_grads(ctx, grad)
 
     return wrapper
+
+
+def differentiable_grads(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
+    """The backward's outputs from the gradients registered with :func:`remember_grads`, as differentiable
+    expressions (the double-backward branch of :func:`analytic_double_backward`)."""
+    x, (weight, bias) = ctx.saved_tensors[0], ctx.params
+    needed = [need and t is not None for t, need in zip((x, weight, bias), ctx.needs_input_grad)]
+    grads = ctx.grads(x, weight, grad)
+    return (*(g if need else None for g, need in zip(grads, needed)), *[None] * (ctx.num_inputs - 3))
+
+
+def reference_grads(normalize: Callable[[Tensor], Tensor]) -> AnalyticGrads:
+    """``(x, weight, grad) -> (dx, d_weight, d_bias)`` by autograd through a reference expression ``normalize``
+    (``x -> normalized x``, no affine) with ``create_graph=True``, so differentiable again. The double backward of
+    synchronised statistics: their reference expressions all-reduce with a differentiable collective
+    (:func:`norm_nerf.core.distributed.column_moments`), which the closed forms of :mod:`norm_nerf.core.norm_grads`
+    (local sums) do not."""
+
+    def grads(x: Tensor, weight: Tensor | None, grad: Tensor) -> Grads:
+        with torch.enable_grad():
+            y = normalize(x)
+            out = y if weight is None else y * weight
+            inputs = [t for t in (x, weight) if t is not None and t.requires_grad]
+            got = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+        dx = next(got) if x.requires_grad else None
+        if weight is None:
+            return dx, None, None
+        return dx, (next(got) if weight.requires_grad else None), grad.sum(0)
+
+    return grads
 
 
 def affine_or_identity(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:

@@ -10,14 +10,18 @@ the train-mode back ends, one place for the formula.
   take the same arguments (two passes forward, two backward, only per-row and per-column vectors saved); its
   differentiable first backward :class:`KernelCrossNormGradFunction` makes the double backward of an eikonal loss
   three kernel passes;
+  with synchronised statistics (several ranks) the same kernels in halves with one all-reduce of packed partial sums
+  between them per pass, and a double backward through :func:`synced_cross_normalize`;
 * :func:`train_cross_norm`: the table from back end to Function; the layer calls it.
 
-All return ``(y, col_mean, col_var)`` and every path is tested against the reference.
+All return ``(y, col_mean, col_var)`` (the kernel Function also the number of rows behind the column statistics)
+and every path is tested against the reference.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from jaxtyping import Float
@@ -25,10 +29,13 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from norm_nerf.core.cpu_kernels import cpu_kernels
+from norm_nerf.core.distributed import column_moments, count_over_ranks, sum_over_ranks
 from norm_nerf.core.functions.autograd import (
     affine_or_identity,
     analytic_double_backward,
+    differentiable_grads,
     kernel_args,
+    reference_grads,
     remember_grads,
 )
 from norm_nerf.core.moments import colsum, mean_var, moments, rowsum, standardize, unbiased_denominator
@@ -114,11 +121,20 @@ def _inv_std(
 
 
 class KernelCrossNormFunction(torch.autograd.Function):
-    """Train-mode cross norm through fused kernels; same values, gradients and outputs as ``CrossNormFunction``.
+    """Train-mode cross norm through fused kernels; same values, gradients and outputs as ``CrossNormFunction``,
+    plus the number of rows behind the column statistics (shape (1,)).
 
     ``kernels``: the C++ kernel module (default: ``cpu_kernels()``) or the Triton kernels
     (:class:`norm_nerf.core.triton.TritonNorms`), which share its signatures. Its backward under ``create_graph=True``
     (double backward) is :class:`KernelCrossNormGradFunction`, whose own backward is a kernel too.
+
+    With ``sync`` (synchronised statistics, several ranks) the column statistics are those of all ranks, with one
+    all-reduce per pass (:func:`norm_nerf.core.distributed.sum_over_ranks`; the per-row part needs none): forward
+    ``moment_sums`` (row statistics, column sums) -> rows, sums and sums of squares of all ranks -> column statistics
+    -> ``cross_norm_apply``; backward ``cross_norm_backward_sums`` -> the two column sums that ``dx`` needs, summed
+    over ranks -> ``cross_norm_backward_apply`` (the affine gradients stay local: DDP all-reduces them). The double
+    backward then differentiates the reference expressions with their differentiable all-reduces
+    (:func:`~norm_nerf.core.functions.autograd.reference_grads`).
     """
 
     @staticmethod
@@ -129,26 +145,49 @@ class KernelCrossNormFunction(torch.autograd.Function):
         bias: Tensor | None,
         eps: float,
         kernels: object | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        sync: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         kernels = cpu_kernels() if kernels is None else kernels
         x, w, b = kernel_args(x, weight, bias)
-        y, row_mean, row_var, col_mean, col_var = kernels.cross_norm_forward(x, w, b, eps)
+        if sync:
+            sums, row_mean, row_var = kernels.moment_sums(x, True)
+            count, (total, total_sq) = count_over_ranks(x.shape[0], sums)
+            col_mean = total / count
+            col_var = torch.addcmul(total_sq, total, col_mean, value=-1.0).clamp_min_(0.0) / max(count - 1.0, 1.0)
+            col_mean, col_var = col_mean.to(x.dtype), col_var.to(x.dtype)
+            y = kernels.cross_norm_apply(x, w, b, row_mean, row_var, col_mean, col_var, count, eps)
+            remember_grads(ctx, weight, bias, num_inputs=6, grads=reference_grads(synced_cross_normalize(eps)))
+        else:
+            y, row_mean, row_var, col_mean, col_var = kernels.cross_norm_forward(x, w, b, eps)
+            count = float(x.shape[0])
         ctx.save_for_backward(x, w, row_mean, row_var, col_mean, col_var, weight)
-        ctx.eps, ctx.kernels = eps, kernels
-        ctx.mark_non_differentiable(col_mean, col_var)
-        return y, col_mean, col_var
+        ctx.eps, ctx.kernels, ctx.sync, ctx.count = eps, kernels, sync, count
+        rows = torch.full((1,), count, dtype=x.dtype, device=x.device)
+        ctx.mark_non_differentiable(col_mean, col_var, rows)
+        return y, col_mean, col_var, rows
 
     @staticmethod
     def backward(
-        ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None
-    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
+        ctx: FunctionCtx, grad: Tensor, _gm: Tensor | None, _gv: Tensor | None, _gn: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
         x, w, *stats, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        if ctx.sync and torch.is_grad_enabled():  # create_graph: autograd through the synced reference
+            return differentiable_grads(ctx, grad)
         if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
             dx, dw, db = KernelCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps, ctx.kernels)
+        elif ctx.sync:
+            sums, row_b, row_p, work = ctx.kernels.cross_norm_backward_sums(grad, x, w, *stats, ctx.count, ctx.eps)
+            (shared,) = sum_over_ranks(sums[2:])  # colsum(g r) and colsum(g z r^3): the rows of all ranks
+            total = torch.cat([sums[:2].to(shared.dtype), shared])
+            dx = ctx.kernels.cross_norm_backward_apply(
+                grad, x, w, *stats, row_b, row_p, total, work, ctx.count, ctx.eps
+            )
+            db, dw = sums[:2].to(x.dtype)
         else:
-            dx, dw, db = ctx.kernels.cross_norm_backward(grad.contiguous(), x, w, *stats, ctx.eps)
+            dx, dw, db = ctx.kernels.cross_norm_backward(grad, x, w, *stats, ctx.eps)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None, None
+        return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None, None, None
 
 
 class KernelCrossNormGradFunction(torch.autograd.Function):
@@ -243,12 +282,30 @@ def cross_normalize(
     return standardize(x, mean, col_var + row_var, eps)
 
 
+def synced_cross_normalize(eps: float) -> Callable[[Tensor], Tensor]:
+    """``x -> cross_normalize(x, ...)`` with the column statistics of all ranks (differentiable all-reduce)."""
+
+    def normalize(x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
+        n, mean, var = column_moments(x, sync=True)
+        return cross_normalize(x, n, mean, var, eps)
+
+    return normalize
+
+
 def train_cross_norm(
-    x: Float[Tensor, "n c"], weight: Tensor | None, bias: Tensor | None, eps: float, kernels: object | None
-) -> tuple[Float[Tensor, "n c"], Float[Tensor, " c"], Float[Tensor, " c"]]:
+    x: Float[Tensor, "n c"],
+    weight: Tensor | None,
+    bias: Tensor | None,
+    eps: float,
+    kernels: object | None,
+    sync: bool = False,
+) -> tuple[Float[Tensor, "n c"], Float[Tensor, " c"], Float[Tensor, " c"], float | Tensor]:
     """Train-mode cross norm of ``x`` with its own statistics through the back end ``kernels`` (from
     :func:`norm_nerf.core.functions.backend.select_kernels`): None for the eager Function, else the C++ or Triton
-    kernels; returns ``(y, col_mean, col_var)``."""
+    kernels; with ``sync`` the column statistics of all ranks (kernels only). Returns
+    ``(y, col_mean, col_var, rows)``, ``rows`` the number of points behind the column statistics."""
     if kernels is None:
-        return CrossNormFunction.apply(x, weight, bias, eps)
-    return KernelCrossNormFunction.apply(x, weight, bias, eps, kernels)
+        if sync:
+            raise ValueError("synchronised statistics run through kernels or the reference expressions")
+        return *CrossNormFunction.apply(x, weight, bias, eps), float(x.shape[0])
+    return KernelCrossNormFunction.apply(x, weight, bias, eps, kernels, sync)

@@ -73,7 +73,9 @@ def interpreting() -> bool:
 
 
 class TritonNorms:
-    """The Triton kernels with the call signatures of the C++ ones (``cpu_kernels()``) where both exist.
+    """The Triton kernels with the call signatures of the C++ ones (``cpu_kernels()``) where both exist, the halves
+    of the batch-dependent norms included (``moment_sums``, ``*_apply``, ``*_backward_sums``, ``*_backward_apply``:
+    synchronised statistics all-reduce the sums between them).
 
     Inputs are contiguous float32 ``N x C`` matrices and contiguous float32 per-channel affine vectors
     (:func:`norm_nerf.core.functions.autograd.kernel_args`); ``config`` picks tiles and program counts per device.
@@ -103,6 +105,36 @@ class TritonNorms:
         with _on_device(x):
             return self._m["cross_norm"].forward(x, w, b, eps, self.config(x))
 
+    def moment_sums(self, x: Tensor, row_stats: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """``(column sums of x and x*x (2, C) float64, row_mean, row_var)``: the first half of bn/gn/cn."""
+        with _on_device(x):
+            return self._m["moments"].moment_sums(x, row_stats, self.config(x))
+
+    def cross_norm_apply(
+        self, x: Tensor, w: Tensor, b: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor, col_var: Tensor,
+        count: float, eps: float,
+    ) -> Tensor:  # fmt: skip
+        with _on_device(x):
+            stats = (row_mean, row_var, col_mean, col_var)
+            return self._m["cross_norm"].apply(x, w, b, *stats, count, eps, self.config(x))
+
+    def cross_norm_backward_sums(
+        self, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+        col_var: Tensor, count: float, eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        with _on_device(x):
+            stats = (row_mean, row_var, col_mean, col_var)
+            return self._m["cross_norm"].backward_sums(g, x, w, *stats, count, eps, self.config(x))
+
+    def cross_norm_backward_apply(
+        self, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+        col_var: Tensor, row_b: Tensor, row_p: Tensor, sums: Tensor, work: Tensor, count: float, eps: float,
+    ) -> Tensor:  # fmt: skip
+        with _on_device(x):
+            stats = (row_mean, row_var, col_mean, col_var)
+            rows = (row_b, row_p, sums, work)
+            return self._m["cross_norm"].backward_apply(g, x, w, *stats, *rows, count, eps, self.config(x))
+
     def cross_norm_backward(
         self, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
         col_var: Tensor, eps: float,
@@ -131,6 +163,23 @@ class TritonNorms:
         """``(y, mean, unbiased_var, rstd)`` of batch (``global_stats=False``) or global norm."""
         with _on_device(x):
             return self._m["scale_shift"].forward(x, w, b, eps, global_stats, self.config(x))
+
+    def scale_shift_apply(
+        self, x: Tensor, w: Tensor, b: Tensor, mean: Tensor, rstd: Tensor, global_stats: bool
+    ) -> Tensor:
+        with _on_device(x):
+            return self._m["scale_shift"].apply(x, w, b, mean, rstd, global_stats, self.config(x))
+
+    def scale_shift_backward_sums(self, g: Tensor, x: Tensor, mean: Tensor, global_stats: bool) -> Tensor:
+        with _on_device(x):
+            return self._m["scale_shift"].backward_sums(g, x, mean, global_stats, self.config(x))
+
+    def scale_shift_backward_apply(
+        self, g: Tensor, x: Tensor, w: Tensor, mean: Tensor, rstd: Tensor, sums: Tensor, count: float,
+        global_stats: bool,
+    ) -> Tensor:  # fmt: skip
+        with _on_device(x):
+            return self._m["scale_shift"].backward_apply(g, x, w, mean, rstd, sums, count, global_stats, self.config(x))
 
     def scale_shift_backward(self, g: Tensor, x: Tensor, w: Tensor, mean: Tensor, rstd: Tensor, global_stats: bool):
         """``(dx, sum g, sum g (x - m))`` (column sums)."""

@@ -10,8 +10,9 @@ per tile, pairwise folds) and every centred quantity is written as differences f
 ``z = ((x - m_j) N + (x - rho_i) C + x) / K`` and ``... - (x - m_j) a_j - (x - rho_i) b_i``, never as a difference
 of large products.
 
-Forward: one reducing pass (row statistics, column partials), one fold, one elementwise pass. Backward: a reducing
-pass (four column sums, two row sums), a sum of the partials, an elementwise pass. Double backward: two reducing
+Forward: one reducing pass (row statistics, column partials), one fold, one elementwise pass (:func:`apply`). Backward:
+a reducing pass (four column sums, two row sums), a sum of the partials (:func:`backward_sums`), an elementwise pass
+(:func:`backward_apply`); synchronised statistics all-reduce the sums between the halves. Double backward: two reducing
 passes and an elementwise one.
 """
 
@@ -242,25 +243,69 @@ def cross_double_backward_kernel(
     tl.store(GX + offs, out, mask=ok)
 
 
-def _constants(n: int, c: int) -> tuple[float, float, float]:
-    """``(N/K, C/K, 1/K)``, ``K = N + C``: ``z = x - mu = (x - m) N/K + (x - rho) C/K + x/K``."""
+def _constants(n: float, c: int) -> tuple[float, float, float]:
+    """``(N/K, C/K, 1/K)``, ``K = N + C`` (``N`` the rows behind the column statistics):
+    ``z = x - mu = (x - m) N/K + (x - rho) C/K + x/K``."""
     k = float(n + c)
     return n / k, c / k, 1.0 / k
 
 
 def forward(x: Tensor, w: Tensor, b: Tensor, eps: float, cfg: LaunchConfig) -> tuple[Tensor, ...]:
     """``(y, row_mean, row_var, col_mean, col_var)`` as ``cpu_kernels().cross_norm_forward``."""
-    n, c = x.shape
     row_mean, row_var, col_mean, col_var, _ = batch_moments(
         x, cfg, row_stats=True, global_stats=False, norm_denominator=1.0, eps=eps
     )
+    y = apply(x, w, b, row_mean, row_var, col_mean, col_var, x.shape[0], eps, cfg)
+    return y, row_mean, row_var, col_mean, col_var
+
+
+def apply(
+    x: Tensor, w: Tensor, b: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor, col_var: Tensor,
+    count: float, eps: float, cfg: LaunchConfig,
+) -> Tensor:  # fmt: skip
+    """``y = z r w + b`` with column statistics over ``count`` rows, as ``cpu_kernels().cross_norm_apply``."""
+    n, c = x.shape
     y = torch.empty_like(x)
     block_n, block_c = cfg.blocks(c)
     cross_forward_kernel[(cdiv(n, block_n),)](
-        x, w, b, row_mean, row_var, col_mean, col_var, y, n, c, *_constants(n, c), float(eps),
+        x, w, b, row_mean, row_var, col_mean, col_var, y, n, c, *_constants(count, c), float(eps),
         BLOCK_N=block_n, BLOCK_C=block_c, num_warps=cfg.num_warps(c),
     )  # fmt: skip
-    return y, row_mean, row_var, col_mean, col_var
+    return y
+
+
+def backward_sums(
+    g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor, col_var: Tensor,
+    count: float, eps: float, cfg: LaunchConfig,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(sums, row_b, row_p, work)`` as ``cpu_kernels().cross_norm_backward_sums``: the four column sums (4, C), the
+    two row sums, and the ``N x C`` buffer :func:`backward_apply` writes the gradient into (``r`` is recomputed here,
+    not stored)."""
+    n, c = x.shape
+    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
+    row_b, row_p = empty(n, like=x), empty(n, like=x)
+    part = empty((programs, 4, c), like=x)
+    cross_backward_sums_kernel[(programs,)](
+        g, x, w, row_mean, row_var, col_mean, col_var, row_b, row_p, part, n, c, tiles, *_constants(count, c),
+        float(eps), float(max(c - 1, 1)), BLOCK_N=block_n, BLOCK_C=block_c, num_warps=cfg.num_warps(c),
+    )  # fmt: skip
+    return part.sum(0), row_b, row_p, torch.empty_like(x)
+
+
+def backward_apply(
+    g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor, col_var: Tensor,
+    row_b: Tensor, row_p: Tensor, sums: Tensor, work: Tensor, count: float, eps: float, cfg: LaunchConfig,
+) -> Tensor:  # fmt: skip
+    """``dx`` into ``work`` from the column sums of :func:`backward_sums` (of all ranks, with synchronised statistics)
+    over ``count`` rows, as ``cpu_kernels().cross_norm_backward_apply``."""
+    n, c = x.shape
+    block_n, block_c = cfg.blocks(c)
+    cross_backward_kernel[(cdiv(n, block_n),)](
+        g, x, w, row_mean, row_var, col_mean, col_var, row_b, row_p, sums.to(torch.float32).contiguous(), work, n, c,
+        *_constants(count, c), float(eps), float(max(count - 1, 1)),
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=cfg.num_warps(c),
+    )  # fmt: skip
+    return work
 
 
 def backward(
@@ -268,22 +313,9 @@ def backward(
     eps: float, cfg: LaunchConfig,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """``(dx, d_weight, d_bias)`` as ``cpu_kernels().cross_norm_backward``."""
-    n, c = x.shape
-    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
-    row_b, row_p = empty(n, like=x), empty(n, like=x)
-    part = empty((programs, 4, c), like=x)
-    consts, warps = (*_constants(n, c), float(eps)), cfg.num_warps(c)
-    cross_backward_sums_kernel[(programs,)](
-        g, x, w, row_mean, row_var, col_mean, col_var, row_b, row_p, part, n, c, tiles, *consts, float(max(c - 1, 1)),
-        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
-    )  # fmt: skip
-    sums = part.sum(0)
-    dx = torch.empty_like(x)
-    cross_backward_kernel[(cdiv(n, block_n),)](
-        g, x, w, row_mean, row_var, col_mean, col_var, row_b, row_p, sums, dx, n, c, *consts, float(max(n - 1, 1)),
-        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
-    )  # fmt: skip
-    return dx, sums[1], sums[0]
+    stats, n = (row_mean, row_var, col_mean, col_var), x.shape[0]
+    sums, row_b, row_p, work = backward_sums(g, x, w, *stats, n, eps, cfg)
+    return backward_apply(g, x, w, *stats, row_b, row_p, sums, work, n, eps, cfg), sums[1], sums[0]
 
 
 def double_backward(

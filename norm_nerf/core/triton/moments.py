@@ -10,6 +10,7 @@ over the row in the tile. The eager twins are :func:`norm_nerf.core.moments.mean
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 from torch import Tensor
@@ -151,3 +152,18 @@ def batch_moments(
         BLOCK_P=min(next_power_of_2(programs), 2048 // block_w), BLOCK_W=block_w,
     )  # fmt: skip
     return row_mean, row_var, mean, var, rstd
+
+
+def moment_sums(x: Tensor, row_stats: bool, cfg: LaunchConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """``(sums, row_mean, row_var)`` as ``cpu_kernels().moment_sums``: the column sums of ``x`` and ``x*x``, shape
+    (2, C) float64 (sums add up across ranks), made from :func:`batch_moments`' exact per-tile moments
+    (``sum = N m``, ``sum of squares = M2 + N m^2``), and with ``row_stats`` the rows' statistics (else empty)."""
+    n = x.shape[0]
+    row_mean, row_var, mean, var, _ = batch_moments(
+        x, cfg, row_stats=row_stats, global_stats=False, norm_denominator=1.0, eps=0.0
+    )
+    m = mean.double()
+    sums = torch.stack([m * n, var.double() * max(n - 1, 1) + m * m * n])
+    if not row_stats:
+        row_mean = row_var = empty(0, like=x)
+    return sums, row_mean, row_var

@@ -3,9 +3,11 @@ on float32 ``N x C``; the twin of :class:`norm_nerf.core.functions.scale_shift.S
 
 Forward: the moments of :mod:`norm_nerf.core.triton.moments` (a reducing pass and a fold, which also gives
 ``r = rsqrt(var + eps)``: the biased variance for ``bn``, the unbiased one for ``gn``), then one elementwise pass
-``y = (x - m) r w + b``. Backward: one reducing pass for the column sums ``sum g`` and ``sum g (x - m)``, a sum of
-the partials, and one elementwise pass ``dx = r w g - r sum(h)/count - (x - m) r^2 sum(h xhat)/D`` (``h = g w``;
-sums over the column for ``bn``, over all entries for ``gn``; ``D`` the variance's denominator).
+``y = (x - m) r w + b`` (:func:`apply`). Backward: one reducing pass for the column sums ``sum g`` and
+``sum g (x - m)`` and a sum of the partials (:func:`backward_sums`), then one elementwise pass
+``dx = r w g - r sum(h)/count - (x - m) r^2 sum(h xhat)/D`` (:func:`backward_apply`; ``h = g w``; sums over the
+column for ``bn``, over all entries for ``gn``; ``D`` the variance's denominator). Synchronised statistics all-reduce
+the sums between the halves.
 """
 
 from __future__ import annotations
@@ -103,13 +105,50 @@ def forward(
     _, _, mean, var, rstd = batch_moments(
         x, cfg, row_stats=False, global_stats=global_stats, norm_denominator=norm_den, eps=eps
     )
+    return apply(x, w, b, mean, rstd, global_stats, cfg), mean, var, rstd
+
+
+def apply(x: Tensor, w: Tensor, b: Tensor, mean: Tensor, rstd: Tensor, global_stats: bool, cfg: LaunchConfig) -> Tensor:
+    """``y = (x - m) r w + b`` as ``cpu_kernels().scale_shift_apply``."""
+    n, c = x.shape
     y = torch.empty_like(x)
     block_n, block_c = cfg.blocks(c)
     scale_shift_forward_kernel[(cdiv(n, block_n),)](
         x, w, b, mean, rstd, y, n, c,
         BLOCK_N=block_n, BLOCK_C=block_c, GLOBAL=global_stats, num_warps=cfg.num_warps(c),
     )  # fmt: skip
-    return y, mean, var, rstd
+    return y
+
+
+def _flags(c: int, global_stats: bool, cfg: LaunchConfig) -> dict:
+    block_n, block_c = cfg.blocks(c)
+    return {"BLOCK_N": block_n, "BLOCK_C": block_c, "GLOBAL": global_stats, "num_warps": cfg.num_warps(c)}
+
+
+def backward_sums(g: Tensor, x: Tensor, mean: Tensor, global_stats: bool, cfg: LaunchConfig) -> Tensor:
+    """Column sums ``sum g`` and ``sum g (x - m)``, shape (2, C), as ``cpu_kernels().scale_shift_backward_sums``."""
+    n, c = x.shape
+    _, _, tiles, programs = cfg.reduction_grid(n, c)
+    part = empty((programs, 2, c), like=x)
+    scale_shift_sums_kernel[(programs,)](g, x, mean, part, n, c, tiles, **_flags(c, global_stats, cfg))
+    return part.sum(0)
+
+
+def backward_apply(
+    g: Tensor, x: Tensor, w: Tensor, mean: Tensor, rstd: Tensor, sums: Tensor, count: float, global_stats: bool,
+    cfg: LaunchConfig,
+) -> Tensor:  # fmt: skip
+    """``dx`` from the column sums of :func:`backward_sums` over ``count`` rows (of all ranks, with synchronised
+    statistics), as ``cpu_kernels().scale_shift_backward_apply``."""
+    n, c = x.shape
+    entries = count * c if global_stats else count
+    denominator = max(entries - 1, 1) if global_stats else entries
+    dx = torch.empty_like(x)
+    flags = _flags(c, global_stats, cfg)
+    scale_shift_backward_kernel[(cdiv(n, flags["BLOCK_N"]),)](
+        g, x, w, mean, rstd, sums.to(torch.float32).contiguous(), dx, n, c, float(entries), float(denominator), **flags
+    )
+    return dx
 
 
 def backward(
@@ -117,16 +156,5 @@ def backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(dx, sum g, sum g (x - m))``, the sums per column (the affine gradients are ``r`` times the last and the
     middle one)."""
-    n, c = x.shape
-    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
-    part = empty((programs, 2, c), like=x)
-    flags = {"BLOCK_N": block_n, "BLOCK_C": block_c, "GLOBAL": global_stats, "num_warps": cfg.num_warps(c)}
-    scale_shift_sums_kernel[(programs,)](g, x, mean, part, n, c, tiles, **flags)
-    sums = part.sum(0)
-    count = n * c if global_stats else n
-    denominator = max(count - 1, 1) if global_stats else count
-    dx = torch.empty_like(x)
-    scale_shift_backward_kernel[(cdiv(n, block_n),)](
-        g, x, w, mean, rstd, sums, dx, n, c, float(count), float(denominator), **flags
-    )
-    return dx, sums[0], sums[1]
+    sums = backward_sums(g, x, mean, global_stats, cfg)
+    return backward_apply(g, x, w, mean, rstd, sums, x.shape[0], global_stats, cfg), sums[0], sums[1]
