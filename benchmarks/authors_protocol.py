@@ -23,7 +23,8 @@ from typing import Any
 from _report import machine_info, write_report
 
 from norm_nerf.core import parse_method
-from norm_nerf.tasks.run import ImageTaskConfig, run_task
+from norm_nerf.tasks.image import ImageTaskConfig
+from norm_nerf.tasks.run import run_task
 from norm_nerf.utils.console import print_table
 
 AUTHORS_LR = {True: 1e-2, False: 2e-4}

@@ -19,7 +19,7 @@ from norm_nerf.data.blender import BlenderSceneConfig, write_blender_scene
 from norm_nerf.data.images import load_image
 from norm_nerf.eval.metrics import to_uint8
 from norm_nerf.eval.plots import save_curves, save_image, save_image_grid, save_panels
-from norm_nerf.tasks.run import ImageTaskConfig, fit_image
+from norm_nerf.tasks.image import ImageTaskConfig, fit_image
 from norm_nerf.utils.cli import run_cli
 from norm_nerf.utils.console import CONSOLE, print_table
 from norm_nerf.utils.jsonio import write_json
@@ -63,7 +63,7 @@ class ImageDemoConfig(OutputOptions):
 def run_image_demo(cfg: ImageDemoConfig) -> dict:
     """Run the demo and return the results dictionary (also written to ``metrics.json``).
 
-    Each method is one ``norm-inr image`` run (:func:`norm_nerf.tasks.run.fit_image`) into ``runs/<method>/``;
+    Each method is one ``norm-inr image`` run (:func:`norm_nerf.tasks.image.fit_image`) into ``runs/<method>/``;
     the demo puts their reconstructions side by side.
     """
     out = cfg.prepare_output()

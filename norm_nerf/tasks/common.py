@@ -21,6 +21,8 @@ import tyro
 from torch import nn
 
 from norm_nerf.core import NetworkConfig, count_parameters, default_lr, parse_method
+from norm_nerf.core.saving import save_atomically
+from norm_nerf.eval.plots import save_curves
 from norm_nerf.tasks.trainer import ConfigError, FitResult, Signal, TrainConfig, convergence, fit
 from norm_nerf.utils.jsonio import jsonable, write_json
 from norm_nerf.utils.outputs import OutputOptions
@@ -55,6 +57,18 @@ def train_defaults(**values: Any) -> Any:
     return field(default_factory=lambda: TrainConfig(**values))
 
 
+@dataclass(frozen=True)
+class TablePreset:
+    """A size preset of ``norm-inr table`` for one task (``--preset cpu|paper``)."""
+
+    nets: tuple[str, ...]
+    """Networks as DEPTHxWIDTH."""
+    steps: int
+    """Training steps per cell."""
+    flags: tuple[str, ...]
+    """The task's flags for every cell."""
+
+
 @dataclass
 class TaskConfig(OutputOptions):
     """Fields shared by all signal tasks: the network, the training and the output folder."""
@@ -63,6 +77,14 @@ class TaskConfig(OutputOptions):
     """The task's name (``norm-inr <task>``, ``metrics.json``'s ``task``)."""
     input_field: ClassVar[str | None] = None
     """The field that names the task's input file (``norm-inr table --inputs`` fills it)."""
+    metric: ClassVar[str] = "psnr"
+    """The headline metric: training curves, convergence, the table's cells and its settled orderings use it."""
+    second_metric: ClassVar[tuple[str, str] | None] = None
+    """A second metric and its column title: averaged and shown beside the first, not used for convergence."""
+    curve_label: ClassVar[str] = "train-mode PSNR [dB]"
+    """The y-axis of the training curve."""
+    presets: ClassVar[dict[str, TablePreset]] = {}
+    """``norm-inr table`` presets by name (``cpu``, ``paper``)."""
 
     network: NetworkOptions = network_defaults()
     """The coordinate network (method, depth, width, encoding and norm options)."""
@@ -103,6 +125,10 @@ class TaskConfig(OutputOptions):
 
     def check_task(self) -> None:
         """Task-specific checks (subclasses extend this); :func:`check_common` calls it."""
+
+    def run(self) -> dict[str, Any]:
+        """Fit the task's signal and write its results; returns the ``metrics.json`` content."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how it runs")
 
 
 def flat_settings(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -177,3 +203,15 @@ def summarize(
 def write_metrics(out: Path, summary: dict[str, Any]) -> Path:
     """``out/metrics.json`` by the package's JSON policy (strict JSON, non-finite numbers as null)."""
     return write_json(out / "metrics.json", summary)
+
+
+def finish_run(cfg: TaskConfig, out: Path, net: nn.Module, result: FitResult, extra: dict[str, Any]) -> dict[str, Any]:
+    """Record a finished fit in ``out``: its curve, the model, and ``metrics.json`` (last: a folder with it holds
+    every file of the run); returns the ``metrics.json`` content (``extra``: the task's own entries)."""
+    summary = summarize(cfg, net, result, extra, metric_name=cfg.metric)
+    summary["out"] = str(out)
+    curves = {cfg.network.method: (result.curve_steps, result.curve_metric)}
+    save_curves(curves, out / "curve.png", ylabel=cfg.curve_label)
+    save_atomically(net.state_dict(), out / "model.pt")
+    write_metrics(out, summary)
+    return summary

@@ -9,8 +9,11 @@ inscribed circle (values outside it are zero in the target and in the prediction
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,8 +22,21 @@ from jaxtyping import Float
 from torch import Tensor
 
 from norm_nerf.core.grids import pixel_grid
+from norm_nerf.core.network import NetworkConfig
 from norm_nerf.data.images import ImageError, load_image, resize_image
 from norm_nerf.eval.metrics import mse_to_psnr, psnr, ssim
+from norm_nerf.eval.plots import save_panels, save_spectra
+from norm_nerf.tasks.common import (
+    NetworkOptions,
+    TablePreset,
+    TaskConfig,
+    check_common,
+    finish_run,
+    fit_signal,
+    network_defaults,
+)
+from norm_nerf.tasks.trainer import ConfigError
+from norm_nerf.utils.console import notice
 
 PE_OCTAVES_ABOVE_NYQUIST = 2
 """Octaves of the papers' PE above the grid's Nyquist limit: their 10 at 256^2, where 8 lie at or below it."""
@@ -188,3 +204,87 @@ class CTSignal:
         sino = radon(self.as_image(pred.cpu()), self.theta)
         peak = float(self.sinogram.abs().max())
         return mse_to_psnr(float((sino - self.sinogram).square().mean()) / peak**2)
+
+
+@dataclass
+class CTTaskConfig(TaskConfig):
+    """Sparse-view parallel-beam CT: fit density so that its Radon transform matches the projections."""
+
+    task = "ct"
+    output_root = Path("outputs/ct")
+    input_field = "image"
+    presets = {
+        # 64^2 with 25 angles keeps the papers' ratio of angles to pixels (100 angles at 256^2); 8000 cosine-decayed
+        # steps, 1-4 min per cell on one thread (docs/signal_tasks.md: budget sweeps)
+        "cpu": TablePreset(("2x128",), 8000, ("--size", "64", "--angles", "25", "--schedule", "cosine")),
+        "paper": TablePreset(("2x128", "2x256", "4x128", "4x256"), 20000, ("--size", "256", "--schedule", "cosine")),
+    }
+
+    network: NetworkOptions = network_defaults(depth=4, width=256)
+    """The coordinate network (default 4x256)."""
+    image: Path | None = None
+    """Gray image or DICOM slice (.dcm); default: the Shepp-Logan phantom."""
+    size: int = 128
+    """Image side in pixels (the papers use 256)."""
+    angles: int = 100
+    """Number of projection angles in [0, 180) degrees used for supervision."""
+    pe_octaves: int | Literal["auto"] | None = None
+    """PE octaves L: auto = log2(size) + 2 (the papers' 10 at 256^2, 9 at 128^2), a number sets L, None keeps
+    --num-frequencies."""
+
+    def check_task(self) -> None:
+        if self.size < 8:
+            raise ConfigError(f"--size must be >= 8 pixels, got {self.size}")
+        if self.angles < 1:
+            raise ConfigError(f"--angles must be >= 1, got {self.angles}")
+        if isinstance(self.pe_octaves, int) and self.pe_octaves < 0:
+            raise ConfigError(f"--pe-octaves must be >= 0 or auto, got {self.pe_octaves}")
+        if self.pe_octaves is not None and self.network.num_frequencies != NetworkConfig.num_frequencies:
+            raise ConfigError(
+                f"--pe-octaves {self.pe_octaves} and --num-frequencies {self.network.num_frequencies} both set the "
+                "PE octaves; give one of them"
+            )
+
+    def octaves(self) -> int:
+        """The PE octaves the network gets: ``--pe-octaves`` resolved against ``--size``, else ``--num-frequencies``."""
+        if self.pe_octaves is None:
+            return self.network.num_frequencies
+        return matched_octaves(self.size) if self.pe_octaves == "auto" else self.pe_octaves
+
+    def fit_config(self) -> CTTaskConfig:
+        """A copy whose network has :meth:`octaves` octaves (the recorded config keeps the options as given)."""
+        return dataclasses.replace(self, network=dataclasses.replace(self.network, num_frequencies=self.octaves()))
+
+    def run(self) -> dict[str, Any]:
+        return run_ct(self)
+
+
+def run_ct(cfg: CTTaskConfig) -> dict[str, Any]:
+    """Sparse-view CT reconstruction; returns the ``metrics.json`` content."""
+    check_common(cfg)
+    notices: list[str] = []
+    signal = CTSignal(load_ct_image(cfg.image, cfg.size, notes=notices), cfg.angles)
+    notices += signal.notes
+    out = cfg.prepare_output()
+    for message in notices:
+        notice(message)
+    net, result = fit_signal(cfg.fit_config(), signal, 2, 1, label=f"{cfg.network.method} ct")
+    pred = signal.as_image(result.prediction).numpy()
+    target = signal.image.numpy()
+    sino = signal.sinogram.numpy()
+    save_panels(
+        {"target": target, "reconstruction": pred, "sinogram (measured)": sino / sino.max()},
+        out / "reconstruction.png",
+        ("reconstruction", "target"),
+    )
+    save_spectra(target, pred, out / "spectrum.png")
+    extra = {
+        "image": str(cfg.image or "skimage.data.shepp_logan_phantom"),
+        "size": signal.n,
+        "angles": cfg.angles,
+        "pe_octaves_used": cfg.octaves(),
+        "nyquist_octaves": nyquist_octaves(signal.n),
+        "projection_psnr": signal.projection_psnr(result.prediction),
+        "notices": notices,
+    }
+    return finish_run(cfg, out, net, result, extra)

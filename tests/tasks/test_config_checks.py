@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from norm_nerf.tasks.common import check_common
-from norm_nerf.tasks.run import ImageTaskConfig, ShapeTaskConfig, run_shape
+from norm_nerf.tasks.image import ImageTaskConfig
+from norm_nerf.tasks.shape import ShapeTaskConfig, run_shape
 from norm_nerf.tasks.trainer import ConfigError, TrainConfig, _lr_lambda, check_device, fit
 
 

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from norm_nerf.tasks.ct import CTSignal, angles_deg, circle_mask, radon
-from norm_nerf.tasks.mri import MRISignal, VolumeError, load_volume, sampling_mask, shepp_logan_3d
-from norm_nerf.tasks.run import CTTaskConfig, MRITaskConfig, run_ct, run_mri
+from norm_nerf.tasks.ct import CTSignal, CTTaskConfig, angles_deg, circle_mask, radon, run_ct
+from norm_nerf.tasks.mri import (
+    MRISignal,
+    MRITaskConfig,
+    VolumeError,
+    load_volume,
+    run_mri,
+    sampling_mask,
+    shepp_logan_3d,
+)
 
 
 def test_radon_matches_skimage() -> None:

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from norm_nerf.tasks.ct import CTSignal, load_ct_image
-from norm_nerf.tasks.mri import MRISignal, VolumeError, load_volume
-from norm_nerf.tasks.run import CTTaskConfig, MRITaskConfig, run_ct, run_mri
+from norm_nerf.tasks.ct import CTSignal, CTTaskConfig, load_ct_image, run_ct
+from norm_nerf.tasks.mri import MRISignal, MRITaskConfig, VolumeError, load_volume, run_mri
 
 
 def _gray_png(path, h: int, w: int):

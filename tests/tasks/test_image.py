@@ -11,8 +11,7 @@ from PIL import Image
 
 from norm_nerf.core.grids import pixel_grid
 from norm_nerf.data.images import ImageError, load_image
-from norm_nerf.tasks.image import ImageSignal
-from norm_nerf.tasks.run import ImageTaskConfig, run_image
+from norm_nerf.tasks.image import ImageSignal, ImageTaskConfig, run_image
 from norm_nerf.tasks.trainer import TrainConfig, fit
 
 
@@ -120,13 +119,13 @@ def test_zero_steps_and_bad_method_are_clear(tmp_path) -> None:
 def test_folder_mean_caps_an_exact_match_at_the_stated_psnr(tmp_path, monkeypatch) -> None:
     """An exact match has infinite PSNR; capped per image (as norm-eval-blender does), the folder mean stays finite."""
     from norm_nerf.eval.metrics import PSNR_CAP_DB
-    from norm_nerf.tasks import run
+    from norm_nerf.tasks import image
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     for name in ("exact", "other"):
         _png(folder / f"{name}.png", (np.random.default_rng(3).random((8, 8, 3)) * 255).astype(np.uint8))
-    real = run.fit_signal
+    real = image.fit_signal
 
     def exact_match_for_one(cfg, signal, in_dim, out_dim, label):
         net, result = real(cfg, signal, in_dim, out_dim, label)
@@ -136,7 +135,7 @@ def test_folder_mean_caps_an_exact_match_at_the_stated_psnr(tmp_path, monkeypatc
             result.best_train_mode_metric = signal.quick_metric(result.prediction, torch.zeros(()))
         return net, result
 
-    monkeypatch.setattr(run, "fit_signal", exact_match_for_one)
+    monkeypatch.setattr(image, "fit_signal", exact_match_for_one)
     cfg = ImageTaskConfig().replace(image=folder, resize=None, method="relu", depth=1, width=4, steps=2)
     cfg.out, cfg.train.progress = tmp_path / "o", False
     summary = run_image(cfg)

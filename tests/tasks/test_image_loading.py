@@ -12,7 +12,7 @@ from PIL import Image
 
 from norm_nerf.data.images import ImageError, load_image, pil_array, read_image
 from norm_nerf.eval.blender_eval import load_image as load_eval_image
-from norm_nerf.tasks.run import ImageTaskConfig, image_output_names, run_image
+from norm_nerf.tasks.image import ImageTaskConfig, image_output_names, run_image
 
 RNG = np.random.default_rng(0)
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 import trimesh
 
-from norm_nerf.tasks.run import ShapeTaskConfig, run_shape
-from norm_nerf.tasks.shape import MeshError, grid_axes, iou, load_shape, occupancy
+from norm_nerf.tasks.shape import MeshError, ShapeTaskConfig, grid_axes, iou, load_shape, occupancy, run_shape
 
 
 def _analytic(axes, fn):

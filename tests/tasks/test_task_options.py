@@ -11,8 +11,10 @@ import pytest
 
 from norm_nerf.core import NetworkConfig
 from norm_nerf.tasks.common import flat_settings, write_metrics
-from norm_nerf.tasks.run import TASKS, ImageTaskConfig, ShapeTaskConfig, parse_task
-from norm_nerf.tasks.table import TableConfig, _expected_configs, build_cells, config_differences
+from norm_nerf.tasks.image import ImageTaskConfig
+from norm_nerf.tasks.run import TASKS, parse_task
+from norm_nerf.tasks.shape import ShapeTaskConfig
+from norm_nerf.tasks.table import TableConfig, build_cells, config_differences, expected_configs
 from norm_nerf.tasks.trainer import TrainConfig
 
 
@@ -70,7 +72,7 @@ def test_table_extra_flags_reach_the_nested_configs(tmp_path) -> None:
     cfg = TableConfig("ct", methods=("relu",), nets=("1x8",), out=tmp_path, extra=("--norm-momentum 0.05",))
     cells = build_cells(cfg)
     assert cells[0].command[1:4] == ["-m", "norm_nerf.tasks", "ct"]  # the tasks' runner, not a CLI above it
-    expected = _expected_configs(cfg, cells)[cells[0].name]
+    expected = expected_configs(cfg, cells)[cells[0].name]
     assert expected["network"]["norm_momentum"] == 0.05 and expected["network"]["depth"] == 1
     recorded = json.loads(json.dumps({**expected, "network": {**expected["network"], "norm_momentum": 0.1}}))
     assert config_differences(recorded, expected) == ["--norm-momentum 0.1 -> 0.05"]
@@ -101,3 +103,19 @@ def test_bad_training_flags_are_one_line_errors_before_any_output(tmp_path, monk
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith(message) and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_each_task_config_carries_what_the_cli_and_the_table_read(tmp_path) -> None:
+    """One registry: a task's name, input flag, metric and presets are class attributes of its config, and the
+    table's cells are built from them."""
+    for name, task in TASKS.items():
+        assert task.task == name and task.input_field and task.metric in ("psnr", "iou")
+        assert set(task.presets) == {"cpu", "paper"}
+        assert type(parse_task([name, "--steps", "1"])) is task
+    shape = TASKS["shape"]
+    assert shape.metric == "iou" and shape.second_metric[0] == "iou_train_grid"
+    (cell,) = build_cells(TableConfig("shape", methods=("pe",), out=tmp_path))
+    preset = shape.presets["cpu"]
+    assert cell.net == preset.nets[0] and cell.command[cell.command.index("--steps") + 1] == str(preset.steps)
+    flags = " ".join(cell.command)
+    assert " ".join(preset.flags) in flags
