@@ -59,19 +59,34 @@ def _all_reduce_sum(t: Tensor) -> Tensor:
     return all_reduce(t, op=dist.ReduceOp.SUM)
 
 
+class _KnownSum(torch.autograd.Function):
+    """``total``, already the sum over ranks of ``local``, as a differentiable function of ``local``: no collective
+    forward; backward the all-reduce of the gradient that a differentiable all-reduce of ``local`` would make."""
+
+    @staticmethod
+    def forward(ctx: object, local: Tensor, total: Tensor) -> Tensor:
+        return total.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: Tensor) -> tuple[Tensor, None]:
+        return _all_reduce_sum(grad), None
+
+
 def column_moments(
-    x: Float[Tensor, "n c"], sync: bool = True
+    x: Float[Tensor, "n c"], sync: bool = True, known: Tensor | None = None
 ) -> tuple[float | Tensor, Float[Tensor, "c"], Float[Tensor, "c"]]:  # noqa: F821
     """Per-column count, mean and *unbiased* variance over the rows of ``x``.
 
     When ``sync`` and more than one rank exist, the moments are those of the rows of all ranks together.
-    Returns ``(count, mean, var)``; ``count`` is a float (a 0-dim tensor when synchronised).
+    Returns ``(count, mean, var)``; ``count`` is a float (a 0-dim tensor when synchronised). ``known``: the packed
+    sums of all ranks ``[count, column sums, column sums of squares]`` where a kernel's forward all-reduced them
+    already (its double backward recomputes these expressions): then no collective forward, the same backward.
     """
-    if sync and distributed_world_size() > 1:
+    if synced(sync):
         n_local = torch.full((1,), float(x.shape[0]), dtype=x.dtype, device=x.device)  # a fill, no host copy
         # One all-reduce for count, sum and sum of squares: [1 + C + C].
         packed = torch.cat([n_local, x.sum(dim=0), (x * x).sum(dim=0)])
-        packed = _all_reduce_sum(packed)
+        packed = _all_reduce_sum(packed) if known is None else _KnownSum.apply(packed, known.to(x.dtype))
         c = x.shape[1]
         n = packed[0]
         mean = packed[1 : 1 + c] / n

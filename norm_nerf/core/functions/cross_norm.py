@@ -156,7 +156,8 @@ class KernelCrossNormFunction(torch.autograd.Function):
             col_var = torch.addcmul(total_sq, total, col_mean, value=-1.0).clamp_min_(0.0) / max(count - 1.0, 1.0)
             col_mean, col_var = col_mean.to(x.dtype), col_var.to(x.dtype)
             y = kernels.cross_norm_apply(x, w, b, row_mean, row_var, col_mean, col_var, count, eps)
-            remember_grads(ctx, weight, bias, num_inputs=6, grads=reference_grads(synced_cross_normalize(eps)))
+            known = torch.cat([sums.new_full((1,), count), total, total_sq])  # what column_moments all-reduces
+            remember_grads(ctx, weight, bias, num_inputs=6, grads=reference_grads(synced_cross_normalize(eps, known)))
         else:
             y, row_mean, row_var, col_mean, col_var = kernels.cross_norm_forward(x, w, b, eps)
             count = float(x.shape[0])
@@ -282,11 +283,12 @@ def cross_normalize(
     return standardize(x, mean, col_var + row_var, eps)
 
 
-def synced_cross_normalize(eps: float) -> Callable[[Tensor], Tensor]:
-    """``x -> cross_normalize(x, ...)`` with the column statistics of all ranks (differentiable all-reduce)."""
+def synced_cross_normalize(eps: float, known: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+    """``x -> cross_normalize(x, ...)`` with the column statistics of all ranks (differentiable all-reduce; ``known``:
+    the packed sums of all ranks, see :func:`~norm_nerf.core.distributed.column_moments`)."""
 
     def normalize(x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        n, mean, var = column_moments(x, sync=True)
+        n, mean, var = column_moments(x, sync=True, known=known)
         return cross_normalize(x, n, mean, var, eps)
 
     return normalize

@@ -128,7 +128,11 @@ class KernelScaleShiftNormFunction(torch.autograd.Function):
             count, sums = count_over_ranks(x.shape[0], kernels.moment_sums(x, False)[0])
             mean, var, rstd = _moments_from_sums(sums, count, x.shape[1], eps, global_stats, x.dtype)
             y = kernels.scale_shift_apply(x, w, b, mean, rstd, global_stats)
-            grads = reference_grads(functools.partial(synced_standardize, eps=eps, global_stats=global_stats))
+            known = torch.cat([sums.new_full((1,), count), sums.reshape(-1)])  # what column_moments all-reduces
+            if global_stats:
+                known = torch.cat([known[:1] * x.shape[1], sums.sum(1)])
+            normalize = functools.partial(synced_standardize, eps=eps, global_stats=global_stats, known=known)
+            grads = reference_grads(normalize)
         else:
             y, mean, var, rstd = kernels.scale_shift_forward(x, w, b, eps, global_stats)
             count, grads = float(x.shape[0]), functools.partial(scale_shift_grads, eps=eps, global_stats=global_stats)
@@ -172,10 +176,13 @@ def _moments_from_sums(
     return mean.to(dtype), var.to(dtype), torch.rsqrt(norm_var + eps).to(dtype)
 
 
-def synced_standardize(x: Float[Tensor, "n c"], eps: float, global_stats: bool) -> Float[Tensor, "n c"]:
-    """The reference expression with synchronised statistics (differentiable all-reduce): bn per column with the
-    biased variance, gn over all entries with the unbiased one."""
-    n, mean, var = column_moments(x.reshape(-1, 1) if global_stats else x, sync=True)
+def synced_standardize(
+    x: Float[Tensor, "n c"], eps: float, global_stats: bool, known: Tensor | None = None
+) -> Float[Tensor, "n c"]:
+    """The reference expression with synchronised statistics (differentiable all-reduce; ``known``: the packed sums
+    of all ranks, see :func:`~norm_nerf.core.distributed.column_moments`): bn per column with the biased variance, gn
+    over all entries with the unbiased one."""
+    n, mean, var = column_moments(x.reshape(-1, 1) if global_stats else x, sync=True, known=known)
     return standardize(x, mean, var if global_stats else var * (unbiased_denominator(n) / n), eps)
 
 
