@@ -43,6 +43,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def add_run_options(parser: argparse.ArgumentParser, steps: int, warmup: int) -> None:
+    """The training settings of the distributed benchmarks (this one and ``ns_collectives.py``)."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--warmup", type=int, default=warmup, help="first steps left out")
+    parser.add_argument("--rays", type=int, default=256, help="rays per rank and step")
+    parser.add_argument("--samples", type=int, default=32, help="coarse and fine samples per ray")
+    parser.add_argument("--width", type=int, default=64, help="field MLP width")
+    parser.add_argument("--size", type=int, default=32, help="image width of the generated scene")
+
+
 def _train(scene: Path, out: Path, name: str, procs: int, threads: int, norm: str, args: argparse.Namespace) -> Path:
     """Train one configuration through the user's command; returns the run folder."""
     launcher = [sys.executable, "-m", "norm_nerf.scripts.train"]
@@ -104,12 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layouts", nargs="+", default=["1x1", "1x2", "2x1"], help="PROCESSESxTHREADS each")
     parser.add_argument("--norms", nargs="+", default=["none", "cn"])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the median")
-    parser.add_argument("--rays", type=int, default=256, help="rays per rank and step")
-    parser.add_argument("--samples", type=int, default=32, help="coarse and fine samples per ray")
-    parser.add_argument("--width", type=int, default=64, help="field MLP width")
-    parser.add_argument("--size", type=int, default=32, help="image width of the generated scene")
+    add_run_options(parser, steps=40, warmup=5)
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_distributed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_distributed.json"))
     args = parser.parse_args()

@@ -10,7 +10,9 @@ and use them in eval mode, so that eval output does not depend on chunking or ba
 * running statistics are updated only in train mode *with gradients enabled* (a sampler's density
   query under ``torch.no_grad()`` is not a training batch), unless ``update_under_no_grad=True``;
 * :func:`norm_nerf.core.recalibrate` re-estimates them from data (precise BN);
-* with ``torch.distributed`` initialised, batch statistics are all-reduced across ranks.
+* with ``torch.distributed`` initialised (``sync=True``, more than one rank), batch statistics are those of all
+  ranks: ONE all-reduce per layer and pass packs everything the pass needs (forward: count, column sums and sums of
+  squares; backward: the column sums of the input gradient; the per-row part of ``cn`` needs none).
 
 Every layer's train-mode forward is selected with ``impl``:
 
@@ -33,11 +35,17 @@ The first norm layer built on the CPU keeps freed memory in the process for reus
 32 MiB and page-fault it in again next step, which costs more than the normalization itself); set
 ``NORM_NERF_RETAIN_MEMORY=0`` before building the layers to leave the allocator alone.
 
-All give the same values, gradients and running statistics; eval mode, synchronised (multi-rank) statistics
-and ``torch.func`` transforms (vmap/jacrev, as in the NTK analysis) always use the reference expressions, and a
-double backward (``create_graph=True``) through a fast, compiled or triton layer evaluates its analytic gradient as
-a differentiable expression (:mod:`norm_nerf.core.norm_grads`), except for cross norm's compiled and triton paths,
-whose double backward has kernels of its own.
+All give the same values, gradients and running statistics; eval mode and ``torch.func`` transforms (vmap/jacrev,
+as in the NTK analysis) always use the reference expressions, and a double backward (``create_graph=True``) through
+a fast, compiled or triton layer evaluates its analytic gradient as a differentiable expression
+(:mod:`norm_nerf.core.norm_grads`), except for cross norm's compiled and triton paths, whose double backward has
+kernels of its own.
+
+Synchronised statistics (several ranks) run through the compiled or triton kernels where they serve the input, in
+halves with the all-reduce between them (:mod:`norm_nerf.core.functions`); elsewhere (``fast``, float64, ...)
+through the reference expressions, which make the same one all-reduce per pass. Which of the two runs must not
+depend on a rank's own batch (every rank makes the same collectives): N = 1 on a rank takes the kernels too. Their
+double backward differentiates the reference expressions with the forward's all-reduced sums.
 """
 
 from __future__ import annotations
