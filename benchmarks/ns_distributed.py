@@ -8,7 +8,9 @@ first ``--warmup``; per process rays/s = rays per rank / step time, total = rank
 with one thread in the same run (shared, noisy machine).
 
 On a machine with C cores, 1 process x C threads and C processes x 1 thread share the same cores: this measures the
-cost of the extra processes and all-reduces, not scaling (that needs a core or GPU per process)::
+cost of the extra processes and all-reduces, not scaling (that needs a core or GPU per process). The report records
+how busy the machine was: the 1-minute load average and the time of one bare gloo all-reduce between two processes
+(a synced norm layer makes one per pass), before and after the runs::
 
     .venv/bin/python benchmarks/ns_distributed.py [--layouts 1x1 1x2 2x1] [--norms none cn] [--steps 40]
         [--out benchmarks/results/ns_distributed.json]
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -70,10 +73,46 @@ def _train(scene: Path, out: Path, name: str, procs: int, threads: int, norm: st
            "--pipeline.model.base-mlp-layer-width", str(args.width),
            "--pipeline.model.head-mlp-layer-width", str(args.width // 2)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    shutil.rmtree(out / name, ignore_errors=True)  # a previous run's tensorboard log would be read too
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return out / name / "norm-mipnerf" / "run"
+
+
+def _latency_worker(result: Path) -> None:
+    """One of two ranks: the median time of a gloo all-reduce of a synced ``cn`` layer's buffer (1 + 2 x 64 float64)
+    with no work between, over 5 blocks of 200; rank 0 writes it in microseconds."""
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    buf = torch.zeros(1 + 2 * 64, dtype=torch.float64)
+    for _ in range(50):
+        dist.all_reduce(buf)
+    blocks = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(200):
+            dist.all_reduce(buf)
+        blocks.append((time.perf_counter() - start) / 200 * 1e6)
+    if dist.get_rank() == 0:
+        result.write_text(str(statistics.median(blocks)))
+    dist.destroy_process_group()
+
+
+def _all_reduce_microseconds(work: Path) -> float:
+    """:func:`_latency_worker` in two processes of one thread each: what one synchronisation point costs on this
+    machine now (a busy CPU makes a rank wait for the other to be scheduled)."""
+    result = (work / "latency.txt").resolve()
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+           __file__, "--latency-probe", str(result)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent)
+    return float(result.read_text())
 
 
 def _step_seconds(run: Path) -> list[float]:
@@ -117,7 +156,11 @@ def main() -> None:
     add_run_options(parser, steps=40, warmup=5)
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_distributed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_distributed.json"))
+    parser.add_argument("--latency-probe", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.latency_probe is not None:
+        _latency_worker(args.latency_probe)
+        return
     layouts = []
     for text in args.layouts:
         procs, _, threads = text.partition("x")
@@ -127,6 +170,8 @@ def main() -> None:
     if args.steps <= args.warmup + 2:
         parser.error(f"--steps {args.steps} leaves too few steps after --warmup {args.warmup}")
     scene = _scene(args.work, args.size)
+    busy = {"load_average_1min_before": os.getloadavg()[0],
+            "all_reduce_microseconds_before": _all_reduce_microseconds(args.work)}  # fmt: skip
     results: dict[str, dict[str, dict]] = {}
     for norm in args.norms:
         results[norm] = {}
@@ -144,8 +189,11 @@ def main() -> None:
         for r in results[norm].values():
             if base is not None:
                 r["total_ratio_to_1x1"] = r["rays_per_second_total"] / base["rays_per_second_total"]
+    busy.update(
+        load_average_1min_after=os.getloadavg()[0], all_reduce_microseconds_after=_all_reduce_microseconds(args.work)
+    )
     report = {
-        "machine": machine_info(cpu_count=os.cpu_count()),
+        "machine": machine_info(cpu_count=os.cpu_count(), **busy),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "note": "norm-mipnerf through norm-train / torchrun; rank 0's iteration time; same rays per rank; ratios "
         "within one run. Processes x threads above the core count compete for the same cores: not scaling.",
