@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from norm_nerf.tasks.common import TaskConfig
 from norm_nerf.tasks.run import TASKS
 from norm_nerf.tasks.settled import SETTLED_RULE, settled_orderings
 from norm_nerf.tasks.table.cells import Cell
@@ -52,7 +53,7 @@ def collect(cfg: TableConfig, cells: list[Cell], failures: list[dict[str, Any]] 
         results["second_metric"], results["second_metric_title"] = task.second_metric
     for net, by_method in rows.items():
         results["nets"][net] = {
-            m: _mean_cell(runs, metric) for m, runs in sorted(by_method.items(), key=lambda kv: _order(cfg, kv[0]))
+            m: _mean_cell(runs, task) for m, runs in sorted(by_method.items(), key=lambda kv: _order(cfg, kv[0]))
         }
     results["cells"] = len(cells)
     results["seeds"] = list(cfg.seeds)
@@ -94,10 +95,12 @@ def _converged(record: dict[str, Any]) -> bool | None:
     return verdict
 
 
-def _mean_cell(runs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """Means over a cell's inputs for each seed, then mean (and, with several seeds, std) over the seeds."""
+def _mean_cell(runs: list[dict[str, Any]], task: type[TaskConfig]) -> dict[str, Any]:
+    """Means over a cell's inputs for each seed, then mean (and, with several seeds, std) over the seeds, of the
+    task's metrics."""
+    metric = task.metric
     keys = [metric, "ssim", f"{metric}_train_mode_final", f"{metric}_best_train_mode", "bpp", "seconds"]
-    keys += [task.second_metric[0] for task in TASKS.values() if task.second_metric is not None]
+    keys += [task.second_metric[0]] if task.second_metric is not None else []
     by_seed: dict[int, list[dict[str, Any]]] = {}
     for r in runs:
         by_seed.setdefault(r.get("_seed", 0), []).append(r)
