@@ -3,12 +3,14 @@
 Each configuration trains ``norm-mipnerf`` (the settings of ``ns_distributed.py``) in two processes; rank 0 profiles
 the steps after ``--warmup`` and counts the profiler's ``gloo:*`` collective events per step: the norms' all-reduces
 and DDP's (its gradient buckets and, with ``find_unused_parameters``, its bitmap of unused parameters). The norms'
-own all-reduces are counted too, by wrapping ``torch.distributed.all_reduce``, with the number of bn/gn/cn layers and
-of their train-mode forward passes per step. ``--impls reference`` gives the reference expressions' counts (each
+own sums over ranks are counted too, by wrapping ``norm_nerf.core.distributed.all_reduce_sum_`` (what every one of
+them calls), with the number of bn/gn/cn layers and of their train-mode forward passes per step; between the ranks of
+one machine those sums go through shared memory (``norm_nerf.core.local_sum``) and are no gloo events, unless
+``--through gloo`` (``NORM_NERF_LOCAL_SUM=0``). ``--impls reference`` gives the reference expressions' counts (each
 synced layer's differentiable all-reduce, forward and backward), ``auto`` the kernels'::
 
     .venv/bin/python benchmarks/ns_collectives.py [--norms cn bn gn none] [--impls reference auto] [--steps 8]
-        [--out benchmarks/results/ns_collectives.json]
+        [--through default gloo] [--out benchmarks/results/ns_collectives.json]
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from ns_distributed import _free_port, _scene, add_run_options
 def _worker(args: argparse.Namespace) -> None:
     """One rank: train with the profiler around every step after the warm-up; rank 0 writes the counts."""
     import torch
-    import torch.distributed as dist
     from nerfstudio.engine.trainer import Trainer
 
+    import norm_nerf.core.distributed as distributed
     from norm_nerf.core.norms import RunningStatsNorm
     from norm_nerf.ns.launch import train
     from norm_nerf.ns.runs import cpu_preset, method_config
@@ -40,12 +42,12 @@ def _worker(args: argparse.Namespace) -> None:
     cfg.pipeline.model.norm = args.norm
     cfg.pipeline.model.norm_impl = args.impl
     steps: list[dict] = []
-    calls = {"python": 0, "passes": 0}
-    all_reduce = dist.all_reduce
+    calls = {"sums": 0, "passes": 0}
+    all_reduce_sum_ = distributed.all_reduce_sum_
 
-    def counted_all_reduce(*a, **k):
-        calls["python"] += 1
-        return all_reduce(*a, **k)
+    def counted_sum(t):
+        calls["sums"] += 1
+        return all_reduce_sum_(t)
 
     def count_pass(module, inputs, output) -> None:
         if module.training:
@@ -60,16 +62,16 @@ def _worker(args: argparse.Namespace) -> None:
                     m.register_forward_hook(count_pass)
         if step < args.warmup:
             return iteration(self, step)
-        calls.update(python=0, passes=0)
-        dist.all_reduce = counted_all_reduce
+        calls.update(sums=0, passes=0)
+        distributed.all_reduce_sum_ = counted_sum
         try:
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
                 out = iteration(self, step)
         finally:
-            dist.all_reduce = all_reduce
+            distributed.all_reduce_sum_ = all_reduce_sum_
         events = Counter(e.name for e in prof.events() if e.name.startswith("gloo:"))
         layers = sum(isinstance(m, RunningStatsNorm) for m in self.pipeline.model.modules())
-        steps.append({"gloo": dict(events), "norm_all_reduces": calls["python"], "norm_layers": layers,
+        steps.append({"gloo": dict(events), "norm_sums": calls["sums"], "norm_layers": layers,
                       "norm_forward_passes": calls["passes"]})  # fmt: skip
         return out
 
@@ -79,18 +81,19 @@ def _worker(args: argparse.Namespace) -> None:
         args.result.write_text(json.dumps(steps))
 
 
-def _run(norm: str, impl: str, scene: Path, work: Path, args: argparse.Namespace) -> list[dict]:
-    result = work / f"{norm}_{impl}.json"
+def _run(norm: str, impl: str, through: str, scene: Path, work: Path, args: argparse.Namespace) -> list[dict]:
+    result = work / f"{norm}_{impl}_{through}.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
            __file__, "--worker", "--norm", norm, "--impl", impl, "--scene", str(scene), "--run-dir",
-           str(work / "runs" / f"{norm}_{impl}"), "--result", str(result), "--steps", str(args.steps),
+           str(work / "runs" / f"{norm}_{impl}_{through}"), "--result", str(result), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--rays", str(args.rays), "--samples", str(args.samples),
            "--width", str(args.width)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "NORM_NERF_LOCAL_SUM": "0" if through == "gloo" else "1"}  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent)
     if not result.is_file():
-        raise RuntimeError(f"{norm} {impl} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{norm} {impl} {through} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(result.read_text())
 
 
@@ -98,6 +101,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--norms", nargs="+", default=["cn", "bn", "gn", "none"])
     parser.add_argument("--impls", nargs="+", default=["reference", "auto"])
+    parser.add_argument(
+        "--through",
+        nargs="+",
+        default=["default", "gloo"],
+        choices=["default", "gloo"],
+        help="the norms' sums as by default (shared memory between local ranks) or through gloo",
+    )
     add_run_options(parser, steps=8, warmup=3)
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_collectives"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_collectives.json"))
@@ -114,27 +124,28 @@ def main() -> None:
     results: dict[str, dict[str, dict]] = {}
     for norm in args.norms:
         for impl in args.impls if norm != "none" else args.impls[:1]:
-            steps = _run(norm, impl, scene, work, args)
-            last = steps[-1]
-            if any(s != last for s in steps):
-                print(f"{norm} {impl}: the counts differ between steps: {steps}")
-            per_step = last["gloo"].get("gloo:all_reduce", 0)
-            results.setdefault(norm, {})[impl] = {
-                **last,
-                "gloo_all_reduce_per_step": per_step,
-                "steps_counted": len(steps),
-            }
-            print(norm, impl, results[norm][impl])
+            for through in args.through:
+                steps = _run(norm, impl, through, scene, work, args)
+                last = steps[-1]
+                if any(s != last for s in steps):
+                    print(f"{norm} {impl} {through}: the counts differ between steps: {steps}")
+                per_step = last["gloo"].get("gloo:all_reduce", 0)
+                results.setdefault(norm, {}).setdefault(impl, {})[through] = {
+                    **last,
+                    "gloo_all_reduce_per_step": per_step,
+                    "steps_counted": len(steps),
+                }
+                print(norm, impl, through, results[norm][impl][through])
     report = {
         "machine": machine_info(cpu_count=os.cpu_count()),
         "config": {
             k: (str(v) if isinstance(v, Path) else v)
             for k, v in vars(args).items()
-            if k in ("norms", "impls", "steps", "warmup", "rays", "samples", "width", "size")
+            if k in ("norms", "impls", "through", "steps", "warmup", "rays", "samples", "width", "size")
         },  # fmt: skip
         "note": "norm-mipnerf in two processes (torchrun, gloo); rank 0's profiler: gloo collective events per "
-        "training step (norms' all-reduces + DDP's buckets and unused-parameter bitmap); norm_all_reduces: the norms' "
-        "own.",
+        "training step (norms' all-reduces where they go through gloo + DDP's buckets and unused-parameter bitmap); "
+        "norm_sums: the norms' own sums over ranks (through shared memory by default, through gloo with 'gloo').",
         "results": results,
     }
     write_report(report, args.out)

@@ -9,10 +9,12 @@ with one thread in the same run (shared, noisy machine).
 
 On a machine with C cores, 1 process x C threads and C processes x 1 thread share the same cores: this measures the
 cost of the extra processes and all-reduces, not scaling (that needs a core or GPU per process). The report records
-how busy the machine was: the 1-minute load average and the time of one bare gloo all-reduce between two processes
-(a synced norm layer makes one per pass), before and after the runs::
+how busy the machine was: the 1-minute load average and the time of one bare sum over two processes (a synced norm
+layer makes one per pass) through gloo and through the shared-memory region (``norm_nerf.core.local_sum``, what the
+ranks of one machine use), before and after the runs. A layout with ``-gloo`` (e.g. ``2x1-gloo``) runs with
+``NORM_NERF_LOCAL_SUM=0``: the norms' sums through gloo, as before the region existed::
 
-    .venv/bin/python benchmarks/ns_distributed.py [--layouts 1x1 1x2 2x1] [--norms none cn] [--steps 40]
+    .venv/bin/python benchmarks/ns_distributed.py [--layouts 1x1 1x2 2x1 2x1-gloo] [--norms none cn] [--steps 40]
         [--out benchmarks/results/ns_distributed.json]
 """
 
@@ -56,8 +58,10 @@ def add_run_options(parser: argparse.ArgumentParser, steps: int, warmup: int) ->
     parser.add_argument("--size", type=int, default=32, help="image width of the generated scene")
 
 
-def _train(scene: Path, out: Path, name: str, procs: int, threads: int, norm: str, args: argparse.Namespace) -> Path:
-    """Train one configuration through the user's command; returns the run folder."""
+def _train(scene: Path, out: Path, name: str, procs: int, threads: int, norm: str, args: argparse.Namespace,
+           gloo: bool = False) -> Path:  # fmt: skip
+    """Train one configuration through the user's command (``gloo``: the norms' sums through gloo); returns the run
+    folder."""
     launcher = [sys.executable, "-m", "norm_nerf.scripts.train"]
     if procs > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port",
@@ -72,7 +76,7 @@ def _train(scene: Path, out: Path, name: str, procs: int, threads: int, norm: st
            "--pipeline.model.num-importance-samples", str(args.samples),
            "--pipeline.model.base-mlp-layer-width", str(args.width),
            "--pipeline.model.head-mlp-layer-width", str(args.width // 2)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "NORM_NERF_LOCAL_SUM": "0" if gloo else "1"}
     shutil.rmtree(out / name, ignore_errors=True)  # a previous run's tensorboard log would be read too
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -81,38 +85,51 @@ def _train(scene: Path, out: Path, name: str, procs: int, threads: int, norm: st
 
 
 def _latency_worker(result: Path) -> None:
-    """One of two ranks: the median time of a gloo all-reduce of a synced ``cn`` layer's buffer (1 + 2 x 64 float64)
-    with no work between, over 5 blocks of 200; rank 0 writes it in microseconds."""
+    """One of two ranks: the median time of a sum of a synced ``cn`` layer's buffer (1 + 2 x 64 float64) over the
+    ranks with no work between, over 5 blocks of 200, through gloo and through the shared-memory region; rank 0
+    writes both in microseconds (JSON)."""
+    import json
     import time
 
     import torch
     import torch.distributed as dist
 
+    from norm_nerf.core.local_sum import world_local_sum
+
     dist.init_process_group("gloo")
+    local = world_local_sum()
     buf = torch.zeros(1 + 2 * 64, dtype=torch.float64)
-    for _ in range(50):
-        dist.all_reduce(buf)
-    blocks = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(200):
-            dist.all_reduce(buf)
-        blocks.append((time.perf_counter() - start) / 200 * 1e6)
+    times = {}
+    for name, reduce in (("gloo", dist.all_reduce), ("local", local.sum_ if local is not None else None)):
+        if reduce is None:
+            continue
+        for _ in range(50):
+            reduce(buf)
+        blocks = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(200):
+                reduce(buf)
+            blocks.append((time.perf_counter() - start) / 200 * 1e6)
+        times[name] = statistics.median(blocks)
     if dist.get_rank() == 0:
-        result.write_text(str(statistics.median(blocks)))
+        result.write_text(json.dumps(times))
     dist.destroy_process_group()
 
 
-def _all_reduce_microseconds(work: Path) -> float:
+def _sum_microseconds(work: Path) -> dict[str, float]:
     """:func:`_latency_worker` in two processes of one thread each: what one synchronisation point costs on this
-    machine now (a busy CPU makes a rank wait for the other to be scheduled)."""
-    result = (work / "latency.txt").resolve()
+    machine now through gloo and through shared memory (a busy CPU makes a rank wait for the other to be
+    scheduled)."""
+    import json
+
+    result = (work / "latency.json").resolve()
     result.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
            __file__, "--latency-probe", str(result)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent)
-    return float(result.read_text())
+    return json.loads(result.read_text())
 
 
 def _step_seconds(run: Path) -> list[float]:
@@ -151,7 +168,8 @@ def _plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layouts", nargs="+", default=["1x1", "1x2", "2x1"], help="PROCESSESxTHREADS each")
+    parser.add_argument("--layouts", nargs="+", default=["1x1", "1x2", "2x1", "2x1-gloo"],
+                        help="PROCESSESxTHREADS each, -gloo: the norms' sums through gloo")  # fmt: skip
     parser.add_argument("--norms", nargs="+", default=["none", "cn"])
     add_run_options(parser, steps=40, warmup=5)
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_distributed"))
@@ -163,35 +181,37 @@ def main() -> None:
         return
     layouts = []
     for text in args.layouts:
-        procs, _, threads = text.partition("x")
-        if not (procs.isdigit() and threads.isdigit() and int(procs) >= 1 and int(threads) >= 1):
-            parser.error(f"--layouts {text}: expected PROCESSESxTHREADS, e.g. 2x1")
-        layouts.append((int(procs), int(threads)))
+        shape, _, through = text.partition("-")
+        procs, _, threads = shape.partition("x")
+        counts = procs.isdigit() and threads.isdigit() and int(procs) >= 1 and int(threads) >= 1
+        if not counts or through not in ("", "gloo"):
+            parser.error(f"--layouts {text}: expected PROCESSESxTHREADS or PROCESSESxTHREADS-gloo, e.g. 2x1")
+        layouts.append((text, int(procs), int(threads), through == "gloo"))
     if args.steps <= args.warmup + 2:
         parser.error(f"--steps {args.steps} leaves too few steps after --warmup {args.warmup}")
     scene = _scene(args.work, args.size)
     busy = {"load_average_1min_before": os.getloadavg()[0],
-            "all_reduce_microseconds_before": _all_reduce_microseconds(args.work)}  # fmt: skip
+            "sum_microseconds_before": _sum_microseconds(args.work)}  # fmt: skip
     results: dict[str, dict[str, dict]] = {}
     for norm in args.norms:
         results[norm] = {}
-        for procs, threads in layouts:
-            name = f"{norm}_{procs}x{threads}"
-            seconds = _step_seconds(_train(scene, args.work / "runs", name, procs, threads, norm, args))[args.warmup :]
+        for layout, procs, threads, gloo in layouts:
+            name = f"{norm}_{layout}"
+            run = _train(scene, args.work / "runs", name, procs, threads, norm, args, gloo)
+            seconds = _step_seconds(run)[args.warmup :]
             step = statistics.median(seconds)
-            results[norm][f"{procs}x{threads}"] = {
-                "processes": procs, "threads_per_process": threads, "rays_per_rank": args.rays,
+            results[norm][layout] = {
+                "processes": procs, "threads_per_process": threads, "norm_sums_through": "gloo" if gloo else "default",
+                "rays_per_rank": args.rays,
                 "step_seconds_median": step, "rays_per_second_per_process": args.rays / step,
                 "rays_per_second_total": procs * args.rays / step, "steps_timed": len(seconds),
             }  # fmt: skip
-            print(name, results[norm][f"{procs}x{threads}"])
+            print(name, results[norm][layout])
         base = results[norm].get("1x1")
         for r in results[norm].values():
             if base is not None:
                 r["total_ratio_to_1x1"] = r["rays_per_second_total"] / base["rays_per_second_total"]
-    busy.update(
-        load_average_1min_after=os.getloadavg()[0], all_reduce_microseconds_after=_all_reduce_microseconds(args.work)
-    )
+    busy.update(load_average_1min_after=os.getloadavg()[0], sum_microseconds_after=_sum_microseconds(args.work))
     report = {
         "machine": machine_info(cpu_count=os.cpu_count(), **busy),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -11,7 +11,8 @@ use the kernels; ``NORM_NERF_COMPILED=0`` keeps ``impl="auto"`` on the eager pat
 
 What the kernels compute, and why they are written as they are, is documented in the sources:
 ``norms.cpp`` (batch/global norm primitives, cross norm forward/backward/double backward, RMS norm),
-``softplus.cpp`` (softplus and two derivatives) and ``denormals.cpp`` (FTZ/DAZ in every OpenMP thread).
+``softplus.cpp`` (softplus and two derivatives), ``denormals.cpp`` (FTZ/DAZ in every OpenMP thread) and
+``local_sum.cpp`` (the shared-memory sum over the ranks of one machine, :mod:`norm_nerf.core.local_sum`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import Tensor
 
 CSRC = Path(__file__).with_name("csrc")
 """Folder of the C++ sources (shipped as package data)."""
-SOURCES = ("norms.cpp", "softplus.cpp", "denormals.cpp", "bindings.cpp")
+SOURCES = ("norms.cpp", "softplus.cpp", "denormals.cpp", "local_sum.cpp", "bindings.cpp")
 """Translation units of the extension, in ``CSRC``."""
 HEADERS = ("cpu_kernels.h",)
 """Headers the translation units include (part of the build hash)."""

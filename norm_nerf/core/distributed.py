@@ -8,13 +8,12 @@ one process would train on the concatenated batch (the SyncBatchNorm idea).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.distributed as dist
 from jaxtyping import Float
 from torch import Tensor
 
+from norm_nerf.core.local_sum import world_local_sum
 from norm_nerf.core.moments import mean_var, unbiased_denominator
 
 
@@ -34,8 +33,7 @@ def sum_over_ranks(*parts: Tensor) -> list[Tensor]:
     """The sums over all ranks of ``parts`` with ONE all-reduce: flattened into one float64 buffer (partial sums of
     many float32 terms, as the kernels accumulate them), returned as float64 tensors in the shapes of ``parts``.
     Not differentiable (callers all-reduce the backward's sums themselves)."""
-    flat = torch.cat([p.reshape(-1).to(torch.float64) for p in parts])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat = all_reduce_sum_(torch.cat([p.reshape(-1).to(torch.float64) for p in parts]))
     return [t.reshape(p.shape) for t, p in zip(flat.split([p.numel() for p in parts]), parts)]
 
 
@@ -46,17 +44,33 @@ def count_over_ranks(n: int, sums: Tensor) -> tuple[float, Tensor]:
     return float(count), total
 
 
-# torch 2.6+ names torch.distributed._functional_collectives as the successor, but its all_reduce has no autograd
-# formula; the differentiable one stays the right tool here, so its deprecation notice is not the user's business.
-_DEPRECATED = "torch.distributed.nn.functional.all_reduce is deprecated"
-warnings.filterwarnings("ignore", message=_DEPRECATED, category=FutureWarning)
+def all_reduce_sum_(t: Tensor) -> Tensor:
+    """Replace the contiguous tensor ``t`` by its sum over the ranks; returns it. Between the processes of one
+    machine under gloo through shared memory (:mod:`norm_nerf.core.local_sum`), else ``torch.distributed.all_reduce``.
+    """
+    local = world_local_sum()
+    if local is not None and local.fits(t):
+        return local.sum_(t)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """Differentiable sum over ranks: the backward pass sums the gradients over the ranks too (itself
+    differentiable, for the double backward of an eikonal loss)."""
+
+    @staticmethod
+    def forward(ctx: object, t: Tensor) -> Tensor:
+        return all_reduce_sum_(t.contiguous().clone())
+
+    @staticmethod
+    def backward(ctx: object, grad: Tensor) -> Tensor:
+        return _SumOverRanks.apply(grad)
 
 
 def _all_reduce_sum(t: Tensor) -> Tensor:
     """Differentiable sum over ranks (the backward pass all-reduces the gradients too)."""
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(t, op=dist.ReduceOp.SUM)
+    return _SumOverRanks.apply(t)
 
 
 class _KnownSum(torch.autograd.Function):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -70,29 +72,35 @@ def test_two_process_sync_equals_concatenated_batch(kind: str, tmp_path) -> None
     torch.testing.assert_close(results[0]["w_grad"] + results[1]["w_grad"], norm.weight.grad)
 
 
-def _counting_all_reduce(counts: list[int]):
-    """Wrap ``torch.distributed.all_reduce`` (what every all-reduce of ours, differentiable or not, calls) to count."""
-    original = dist.all_reduce
+def _counting(function, counts: list[int]):
+    """``function`` wrapped to append 1 to ``counts`` per call."""
 
     def counted(*args, **kwargs):
         counts.append(1)
-        return original(*args, **kwargs)
+        return function(*args, **kwargs)
 
     return counted
 
 
-def _kernel_worker(rank: int, kind: str, double_backward: bool) -> dict:
-    """A float32 layer with the C++ kernels on this rank's shard: backend, all-reduces per pass, values, gradients."""
+def _kernel_worker(rank: int, kind: str, double_backward: bool, local: bool) -> dict:
+    """A float32 layer with the C++ kernels on this rank's shard: backend, sums over ranks per pass and how many of
+    them went through gloo, values, gradients. ``local``: whether the shared-memory sum may be used."""
+    import norm_nerf.core.distributed as distributed
     from norm_nerf.core.functions.backend import backend_of
+    from norm_nerf.core.local_sum import world_local_sum
 
+    os.environ["NORM_NERF_LOCAL_SUM"] = "1" if local else "0"
     x, r = _data()
     xs = _shard(x, rank).float().clone().requires_grad_(True)
     norm = build_norm(kind, C, impl="compiled").train()
     _weights(norm)
-    counts: list[int] = []
-    dist.all_reduce = _counting_all_reduce(counts)
+    uses_local = world_local_sum() is not None  # set up before counting (its agreement is one gloo all-reduce)
+    sums: list[int] = []
+    gloo: list[int] = []
+    distributed.all_reduce_sum_ = _counting(distributed.all_reduce_sum_, sums)
+    dist.all_reduce = _counting(dist.all_reduce, gloo)
     y = norm(xs)
-    forward = len(counts)
+    forward = len(sums)
     loss = (y * _shard(r, rank).float()).sum()
     if double_backward:  # an eikonal-style loss on the input gradient: the norm's backward is differentiated
         (gx,) = torch.autograd.grad(loss, xs, create_graph=True)
@@ -100,8 +108,10 @@ def _kernel_worker(rank: int, kind: str, double_backward: bool) -> dict:
     loss.backward()
     return {
         "backend": backend_of(y),
+        "local": uses_local,
         "forward": forward,
-        "backward": len(counts) - forward,
+        "backward": len(sums) - forward,
+        "gloo": len(gloo),
         "y": y.detach(),
         "x_grad": xs.grad,
         "w_grad": norm.weight.grad,
@@ -125,23 +135,27 @@ def _one_process(kind: str, double_backward: bool) -> tuple[torch.Tensor, torch.
 @pytest.mark.slow  # spawns two gloo processes
 @pytest.mark.parametrize("kind", ["bn", "gn", "cn"])
 @pytest.mark.parametrize("double_backward", [False, True])
+@pytest.mark.parametrize("local", [True, False], ids=["shared-memory", "gloo"])
 def test_synced_statistics_run_through_the_kernels_with_one_all_reduce_per_pass(
-    kind: str, double_backward: bool, tmp_path
+    kind: str, double_backward: bool, local: bool, tmp_path
 ) -> None:
-    """Synced float32 layers run the C++ kernels (backend "compiled") with ONE all-reduce in the forward pass and
+    """Synced float32 layers run the C++ kernels (backend "compiled") with ONE sum over ranks in the forward pass and
     one in the backward, and train the one-process model on the concatenated batch; a double backward (through the
-    reference expressions, with the forward's sums: three all-reduces after the forward, as before) too."""
+    reference expressions, with the forward's sums: three sums after the forward, as before) too. The sums go
+    through shared memory (no gloo call) or, with ``NORM_NERF_LOCAL_SUM=0``, through gloo, with the same results."""
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
     from norm_nerf.core.cpu_kernels import cpu_kernels
 
     if cpu_kernels() is None:
         pytest.skip("the C++ kernels cannot be built here")
-    results = run_two_ranks(_kernel_worker, (kind, double_backward), tmp_path)
+    results = run_two_ranks(_kernel_worker, (kind, double_backward, local), tmp_path)
     x_grad, w_grad, norm = _one_process(kind, double_backward)
     for rank, res in enumerate(results):
         assert res["backend"] == "compiled"
         assert (res["forward"], res["backward"]) == (1, 3 if double_backward else 1)  # as the reference's
+        assert res["local"] == local
+        assert res["gloo"] == (0 if local else res["forward"] + res["backward"])
         torch.testing.assert_close(res["x_grad"].double(), _shard(x_grad, rank), rtol=1e-4, atol=1e-4)
         for name, buf in norm.named_buffers():
             want = buf if buf.dtype == torch.long else buf.float()

@@ -22,4 +22,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("softplus_backward", &softplus_backward);
   m.def("softplus_double_backward", &softplus_double_backward);
   m.def("flush_denormals", &flush_denormals);
+  m.def("local_sum_region_bytes", &local_sum_region_bytes);
+  m.def("local_sum_register", &local_sum_register);
+  m.def("local_sum_peers_alive", &local_sum_peers_alive);
+  m.def("local_sum_", &local_sum_, py::call_guard<py::gil_scoped_release>());  // waits for the other ranks
 }

@@ -2,6 +2,7 @@
 // norms.cpp: batch/global norm (forward, backward), cross norm (forward, backward, double backward), RMS norm; the
 // halves of the batch-dependent ones (partial sums, apply) that synchronised statistics all-reduce between.
 // softplus.cpp: softplus and its first and second derivatives. denormals.cpp: FTZ/DAZ in the OpenMP team.
+// local_sum.cpp: the sum of a small tensor over the processes of one machine through shared memory.
 #pragma once
 #include <torch/types.h>
 
@@ -42,3 +43,8 @@ torch::Tensor softplus_forward(torch::Tensor x, double beta);
 torch::Tensor softplus_backward(torch::Tensor g, torch::Tensor x, double beta);
 std::vector<torch::Tensor> softplus_double_backward(torch::Tensor v, torch::Tensor g, torch::Tensor x, double beta);
 int64_t flush_denormals(bool on);
+int64_t local_sum_region_bytes(int64_t world, int64_t capacity);
+void local_sum_register(torch::Tensor region, int64_t rank);
+bool local_sum_peers_alive(torch::Tensor region, int64_t world);
+void local_sum_(torch::Tensor t, torch::Tensor region, int64_t rank, int64_t world, int64_t capacity,
+                int64_t generation, double timeout_s);
