@@ -15,7 +15,7 @@ ranks of one machine use), before and after the runs. A layout with ``-gloo`` (e
 ``NORM_NERF_LOCAL_SUM=0``: the norms' sums through gloo, as before the region existed::
 
     .venv/bin/python benchmarks/ns_distributed.py [--layouts 1x1 1x2 2x1 2x1-gloo] [--norms none cn] [--steps 40]
-        [--out benchmarks/results/ns_distributed.json]
+        [--repeats 1] [--out benchmarks/results/ns_distributed.json]
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ def main() -> None:
                         help="PROCESSESxTHREADS each, -gloo: the norms' sums through gloo")  # fmt: skip
     parser.add_argument("--norms", nargs="+", default=["none", "cn"])
     add_run_options(parser, steps=40, warmup=5)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of every configuration, interleaved; median")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench_distributed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ns_distributed.json"))
     parser.add_argument("--latency-probe", type=Path, help=argparse.SUPPRESS)
@@ -187,26 +188,32 @@ def main() -> None:
         if not counts or through not in ("", "gloo"):
             parser.error(f"--layouts {text}: expected PROCESSESxTHREADS or PROCESSESxTHREADS-gloo, e.g. 2x1")
         layouts.append((text, int(procs), int(threads), through == "gloo"))
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.steps <= args.warmup + 2:
         parser.error(f"--steps {args.steps} leaves too few steps after --warmup {args.warmup}")
     scene = _scene(args.work, args.size)
     busy = {"load_average_1min_before": os.getloadavg()[0],
             "sum_microseconds_before": _sum_microseconds(args.work)}  # fmt: skip
+    runs: dict[tuple[str, str], list[float]] = {}  # (norm, layout) -> the median step of each repeat
+    for repeat in range(args.repeats):  # interleaved, so that a busy spell of the machine hits every configuration
+        for norm in args.norms:
+            for layout, procs, threads, gloo in layouts:
+                name = f"{norm}_{layout}"
+                run = _train(scene, args.work / "runs", name, procs, threads, norm, args, gloo)
+                runs.setdefault((norm, layout), []).append(statistics.median(_step_seconds(run)[args.warmup :]))
+                print(f"repeat {repeat + 1}/{args.repeats} {name}: {runs[norm, layout][-1]:.4f} s per step")
     results: dict[str, dict[str, dict]] = {}
     for norm in args.norms:
         results[norm] = {}
         for layout, procs, threads, gloo in layouts:
-            name = f"{norm}_{layout}"
-            run = _train(scene, args.work / "runs", name, procs, threads, norm, args, gloo)
-            seconds = _step_seconds(run)[args.warmup :]
-            step = statistics.median(seconds)
+            step = statistics.median(runs[norm, layout])
             results[norm][layout] = {
                 "processes": procs, "threads_per_process": threads, "norm_sums_through": "gloo" if gloo else "default",
-                "rays_per_rank": args.rays,
-                "step_seconds_median": step, "rays_per_second_per_process": args.rays / step,
-                "rays_per_second_total": procs * args.rays / step, "steps_timed": len(seconds),
+                "rays_per_rank": args.rays, "step_seconds_median": step, "step_seconds_per_repeat": runs[norm, layout],
+                "rays_per_second_per_process": args.rays / step, "rays_per_second_total": procs * args.rays / step,
+                "steps_timed": args.steps - args.warmup,
             }  # fmt: skip
-            print(name, results[norm][layout])
         base = results[norm].get("1x1")
         for r in results[norm].values():
             if base is not None:
@@ -215,8 +222,9 @@ def main() -> None:
     report = {
         "machine": machine_info(cpu_count=os.cpu_count(), **busy),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "note": "norm-mipnerf through norm-train / torchrun; rank 0's iteration time; same rays per rank; ratios "
-        "within one run. Processes x threads above the core count compete for the same cores: not scaling.",
+        "note": "norm-mipnerf through norm-train / torchrun; rank 0's iteration time (median over the steps after "
+        "the warm-up, then over the repeats); same rays per rank; ratios within one run. Processes x threads above "
+        "the core count compete for the same cores: not scaling.",
         "results": results,
     }
     write_report(report, args.out, lambda path: _plot(results, path))

@@ -93,7 +93,7 @@ def _set_up() -> LocalSum | None:
         return None
     rank, world = dist.get_rank(), dist.get_world_size()
     kernels = cpu_kernels()
-    wanted = os.environ.get("NORM_NERF_LOCAL_SUM", "1") != "0" and kernels is not None and SHM_DIR.is_dir()
+    wanted = os.environ.get("NORM_NERF_LOCAL_SUM", "1") != "0" and kernels is not None and shm_available()
     size = kernels.local_sum_region_bytes(world, CAPACITY_BYTES) if kernels is not None else 0
     path = _create(size) if rank == 0 and wanted else None
     names = [str(path) if path is not None else None]
@@ -108,6 +108,11 @@ def _set_up() -> LocalSum | None:
     if not agreed:
         return None
     return LocalSum(region=region, name=names[0], rank=rank, world=world, kernels=kernels, timeout_s=_timeout_s())
+
+
+def shm_available() -> bool:
+    """Whether ``SHM_DIR`` exists and this process may make files in it."""
+    return SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK | os.X_OK)
 
 
 def _create(size: int) -> Path | None:

@@ -14,10 +14,11 @@ import torch
 import torch.distributed as dist
 
 from norm_nerf.core.cpu_kernels import cpu_kernels
-from norm_nerf.core.local_sum import CAPACITY_BYTES
+from norm_nerf.core.local_sum import CAPACITY_BYTES, shm_available
 from tests.two_ranks import run_two_ranks
 
 pytestmark = pytest.mark.skipif(cpu_kernels() is None, reason="the C++ kernels cannot be built here")
+needs_shm = pytest.mark.skipif(not shm_available(), reason="no writable /dev/shm here: the sums go through gloo")
 
 
 def _inputs(call: int, rank: int) -> torch.Tensor:
@@ -130,6 +131,7 @@ def _worker(rank: int, opt_out_rank: int | None) -> dict:
     }
 
 
+@needs_shm
 @pytest.mark.slow  # spawns two gloo processes
 @pytest.mark.parametrize("opt_out_rank", [None, 1], ids=["both-ranks-agree", "rank-1-opts-out"])
 def test_two_processes_sum_through_shared_memory_with_gloo_bits(opt_out_rank: int | None, tmp_path) -> None:
@@ -159,6 +161,7 @@ def one_rank_group(tmp_path):
         dist.destroy_process_group()
 
 
+@needs_shm
 def test_the_region_is_private_prefaulted_and_unlinked(one_rank_group) -> None:
     local = one_rank_group.world_local_sum()
     assert local is not None and local.world == 1

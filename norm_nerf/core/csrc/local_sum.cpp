@@ -16,14 +16,15 @@
 namespace {
 
 // REGION: [world lines of 64 bytes: the rank's flag, pid and start time (int64)][slot 0: world x capacity bytes]
-// [slot 1: the same]. Call number
-// `generation` (1, 2, ... on every rank alike) uses slot generation % 2: a rank copies its tensor into its row,
-// publishes the generation in its flag (release), waits until every flag has reached it (acquire), then adds the rows
-// up in rank order, so every rank gets the same bits. Two slots suffice: a rank can only start call g + 2 after every
-// rank has published g + 1, which each does after reading call g.
+// [slot 1: the same]. Call number `generation` (1, 2, ... on every rank alike) uses slot generation % 2: a rank copies
+// its tensor into its row, publishes the generation in its flag (release), waits until every flag has reached it
+// (acquire), then adds the rows up in rank order, so every rank gets the same bits. Two slots suffice: a rank can only
+// start call g + 2 after every rank has published g + 1, which each does after reading call g.
 constexpr int64_t kLine = 64;
 
-int64_t* line(void* base, int64_t rank) { return reinterpret_cast<int64_t*>(static_cast<uint8_t*>(base) + rank * kLine); }
+int64_t* line(void* base, int64_t rank) {
+  return reinterpret_cast<int64_t*>(static_cast<uint8_t*>(base) + rank * kLine);
+}
 
 // A process's start time (clock ticks after boot, field 22 of /proc/<pid>/stat), or -1 when it is gone, a zombie, or
 // not visible from here (another PID namespace).
@@ -79,8 +80,8 @@ void wait_for(void* base, int64_t generation, int64_t rank, double timeout_s) {
                   " within ", timeout_s, " s (timed out; did that process stop?)");
       if (waited - checked > 0.02) {
         checked = waited;
-        TORCH_CHECK(alive(base, rank), "norm-nerf sum over ranks lost its peer: rank ", rank, " (pid ", line(base, rank)[1],
-                    ") exited before call ", generation);
+        TORCH_CHECK(alive(base, rank), "norm-nerf sum over ranks lost its peer: rank ", rank, " (pid ",
+                    line(base, rank)[1], ") exited before call ", generation);
       }
       const long nanoseconds = long(std::min(std::max(waited / 20.0, 20e-6), 1e-3) * 1e9);
       const timespec pause{0, nanoseconds};
