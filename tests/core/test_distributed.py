@@ -86,6 +86,7 @@ def _kernel_worker(rank: int, kind: str, double_backward: bool, local: bool) -> 
     """A float32 layer with the C++ kernels on this rank's shard: backend, sums over ranks per pass and how many of
     them went through gloo, values, gradients. ``local``: whether the shared-memory sum may be used."""
     import norm_nerf.core.distributed as distributed
+    import norm_nerf.core.functions.cross_norm as cross_norm
     from norm_nerf.core.functions.backend import backend_of
     from norm_nerf.core.local_sum import world_local_sum
 
@@ -97,8 +98,10 @@ def _kernel_worker(rank: int, kind: str, double_backward: bool, local: bool) -> 
     uses_local = world_local_sum() is not None  # set up before counting (its agreement is one gloo all-reduce)
     sums: list[int] = []
     gloo: list[int] = []
+    reference: list[int] = []  # cross norm's double backward through the reference expressions
     distributed.all_reduce_sum_ = _counting(distributed.all_reduce_sum_, sums)
     dist.all_reduce = _counting(dist.all_reduce, gloo)
+    cross_norm.differentiable_grads = _counting(cross_norm.differentiable_grads, reference)
     y = norm(xs)
     forward = len(sums)
     loss = (y * _shard(r, rank).float()).sum()
@@ -112,6 +115,7 @@ def _kernel_worker(rank: int, kind: str, double_backward: bool, local: bool) -> 
         "forward": forward,
         "backward": len(sums) - forward,
         "gloo": len(gloo),
+        "reference": len(reference),
         "y": y.detach(),
         "x_grad": xs.grad,
         "w_grad": norm.weight.grad,
@@ -140,8 +144,9 @@ def test_synced_statistics_run_through_the_kernels_with_one_all_reduce_per_pass(
     kind: str, double_backward: bool, local: bool, tmp_path
 ) -> None:
     """Synced float32 layers run the C++ kernels (backend "compiled") with ONE sum over ranks in the forward pass and
-    one in the backward, and train the one-process model on the concatenated batch; a double backward (through the
-    reference expressions, with the forward's sums: three sums after the forward, as before) too. The sums go
+    one in the backward, and train the one-process model on the concatenated batch; a double backward too (three sums
+    after the forward: cn's first backward and the two of its double backward's kernel halves; bn/gn through the
+    reference expressions with the forward's sums). The sums go
     through shared memory (no gloo call) or, with ``NORM_NERF_LOCAL_SUM=0``, through gloo, with the same results."""
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
@@ -158,6 +163,7 @@ def test_synced_statistics_run_through_the_kernels_with_one_all_reduce_per_pass(
         assert res["backend"] == "compiled"
         assert (res["forward"], res["backward"]) == (1, 3 if double_backward else 1)  # as the reference's
         assert res["local"] == local
+        assert res["reference"] == 0  # cn's synced double backward runs the kernels' halves
         assert res["gloo"] == (0 if local else res["forward"] + res["backward"])
         torch.testing.assert_close(res["x_grad"].double(), _shard(x_grad, rank), rtol=1e-4, atol=1e-4)
         for name, buf in norm.named_buffers():
@@ -181,3 +187,23 @@ def test_synced_kernels_in_thread_ranks(kind: str, double_backward: bool) -> Non
     calls = check_synced_layer(kind, "compiled", torch.device("cpu"), "compiled", shards=(5, 1, 9),
                                double_backward=double_backward)  # fmt: skip
     assert calls == [1 + (3 if double_backward else 1)] * 3
+
+
+def _third_derivative(rank: int) -> None:
+    from norm_nerf.core.cpu_kernels import cpu_kernels
+
+    if cpu_kernels() is None:
+        pytest.skip("the C++ kernels cannot be built here")
+    gen = torch.Generator().manual_seed(rank)
+    x = torch.randn(6, C, generator=gen).requires_grad_(True)
+    y = build_norm("cn", C, impl="compiled").train()(x)
+    (gx,) = torch.autograd.grad((y * y.detach()).sum(), x, create_graph=True)
+    torch.autograd.grad((gx * gx).sum(), x, create_graph=True)  # asks the double backward for a graph
+
+
+def test_a_third_derivative_through_synced_cross_norm_kernels_is_refused_by_name() -> None:
+    """The synced kernels give second derivatives (eikonal losses); a third one says what to use instead."""
+    from tests.thread_ranks import run_thread_ranks
+
+    with pytest.raises(NotImplementedError, match="third derivative .* impl='reference'"):
+        run_thread_ranks(_third_derivative, world=2)

@@ -16,6 +16,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cross_norm_forward", &cross_norm_forward);
   m.def("cross_norm_backward", &cross_norm_backward);
   m.def("cross_norm_double_backward", &cross_norm_double_backward);
+  m.def("cross_norm_double_backward_sums", &cross_norm_double_backward_sums);
+  m.def("cross_norm_double_backward_sums2", &cross_norm_double_backward_sums2);
+  m.def("cross_norm_double_backward_apply", &cross_norm_double_backward_apply);
   m.def("rms_norm_forward", &rms_norm_forward);
   m.def("rms_norm_backward", &rms_norm_backward);
   m.def("softplus_forward", &softplus_forward);

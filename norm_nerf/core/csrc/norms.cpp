@@ -400,24 +400,38 @@ std::vector<torch::Tensor> cross_norm_backward(torch::Tensor g, torch::Tensor x,
 // Second derivatives of the cross norm (double backward, e.g. an eikonal loss). The layer's first backward
 // dx = J^T (g w) is differentiated along v = dL/d(dx): dL/dg = w * (J v) (the forward-mode derivative of the
 // normalized output along v), dL/dw = colsum(g * J v), and dL/dx = H v, the derivative of the analytic dx along v
-// (see CompiledCrossNormGradFunction for the formulas). Three passes: (1) the derivatives of the statistics along v
-// and the sums A, B of the first backward; (2) J v and the sums of the derivatives of dx's terms; (3) H v.
-std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Tensor g, torch::Tensor x,
-                                                      torch::Tensor w, torch::Tensor row_mean, torch::Tensor row_var,
-                                                      torch::Tensor col_mean, torch::Tensor col_var, double eps) {
+// (see KernelCrossNormGradFunction for the formulas). Three passes: (1) the derivatives of the statistics along v
+// and the sums A, B of the first backward; (2) J v and the sums of the derivatives of dx's terms; (3) H v. As the
+// first-order kernels, the passes are halves that synchronised statistics call with the column sums of all ranks
+// (and their row count `count`) in between; cross_norm_double_backward runs them back to back on one rank.
+namespace {
+
+// The constants of the double backward for `count` rows behind the column statistics and c columns.
+struct Double {
+  float K, a, fn, fc, dn, dc;
+  Double(double count, int64_t c)
+      : K(float(count + double(c))), a((K + 1.0f) / K), fn(float(count) / K), fc(float(c) / K),
+        dn(float(denom(count))), dc(float(denom(double(c)))) {}
+};
+
+}  // namespace
+
+// Pass 1: column sums (3, c) float64 of v, (x - colmean) v and u = g w z r^3; per row (3, n) float: dm = rowmean(v),
+// db = 2 rowsum((x - rho) v) / (C-1), b = rowsum(u) / (C-1); and `work`, N x C holding r (one square root per entry).
+std::vector<torch::Tensor> cross_norm_double_backward_sums(torch::Tensor v, torch::Tensor g, torch::Tensor x,
+                                                           torch::Tensor w, torch::Tensor row_mean,
+                                                           torch::Tensor row_var, torch::Tensor col_mean,
+                                                           torch::Tensor col_var, double count, double eps) {
   const int64_t n = x.size(0), c = x.size(1);
-  const float K = float(n + c), a = (K + 1.0f) / K, fn = float(n) / K, fc = float(c) / K;
-  const float dn = float(denom(n)), dc = float(denom(c));
+  const Double d(count, c);
   const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *V = v.data_ptr<float>(), *W = w.data_ptr<float>();
   const float *RM = row_mean.data_ptr<float>(), *RV = row_var.data_ptr<float>();
   const float *CM = col_mean.data_ptr<float>(), *CV = col_var.data_ptr<float>();
   std::vector<float> vcol(c), zcol(c);
-  for (int64_t j = 0; j < c; ++j) { vcol[j] = float(CV[j] + eps); zcol[j] = -fn * CM[j]; }
-  auto gx = torch::empty_like(x);  // holds r between the passes, dL/dx on exit
-  auto gg = torch::empty_like(x);  // dL/dg
-  float *GX = gx.data_ptr<float>(), *GG = gg.data_ptr<float>();
-  // pass 1: column sums of v, (x - colmean) v, u = g w z r^3; the same row sums
-  std::vector<float> dmr(n), dbr(n), br(n);
+  for (int64_t j = 0; j < c; ++j) { vcol[j] = float(CV[j] + eps); zcol[j] = -d.fn * CM[j]; }
+  auto work = torch::empty_like(x);
+  auto rows = torch::empty({3, n}, x.options());
+  float *R = work.data_ptr<float>(), *DMR = rows.data_ptr<float>(), *DBR = DMR + n, *BR = DBR + n;
   Partials<float> p1(n, c, 3, 64);
   at::parallel_for(0, p1.chunks, 1, [&](int64_t k0, int64_t k1) {
     std::vector<float> scratch(3 * c);
@@ -432,13 +446,13 @@ std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Te
       float* __restrict__ su = sxv + c;
       for (int64_t i = k * p1.rows_per_chunk; i < p1.end(k, n); ++i) {
         const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c, *__restrict__ vi = V + i * c;
-        float* __restrict__ ri = GX + i * c;
-        const float rho = RM[i], vrow = RV[i], zrow = -fc * rho;
+        float* __restrict__ ri = R + i * c;
+        const float rho = RM[i], vrow = RV[i], zrow = -d.fc * rho;
 #pragma omp simd
         for (int64_t j = 0; j < c; ++j) {
           const float r = 1.0f / std::sqrt(vrow + VC[j]);
           ri[j] = r;
-          const float z = a * xi[j] + zrow + ZC[j];
+          const float z = d.a * xi[j] + zrow + ZC[j];
           const float u = gi[j] * Wl[j] * z * r * r * r;
           sv[j] += vi[j]; sxv[j] += (xi[j] - CMl[j]) * vi[j]; su[j] += u;
           T1[j] = vi[j]; T2[j] = (xi[j] - rho) * vi[j]; T3[j] = u;
@@ -446,17 +460,33 @@ std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Te
         float s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;  // see ROW SUMS above
 #pragma omp simd reduction(+ : s1, s2, s3)
         for (int64_t j = 0; j < c; ++j) { s1 += T1[j]; s2 += T2[j]; s3 += T3[j]; }
-        dmr[i] = s1 / float(c); dbr[i] = 2.0f * s2 / dc; br[i] = s3 / dc;
+        DMR[i] = s1 / float(c); DBR[i] = 2.0f * s2 / d.dc; BR[i] = s3 / d.dc;
       }
     }
   });
-  std::vector<double> col = p1.total();
-  std::vector<float> dmc(c), dac(c), ac(c);
+  return {doubles(p1.total(), 3, c), rows, work};
+}
+
+// Pass 2, from pass 1's column sums `sums1` (of all ranks): t = J v = dz r + z dr; returns (column sums (3, c)
+// float64 of g t, dp = h dr and du = h r^2 (dz r + 3 z dr); per row (2, n) float: rowsum(dp), rowsum(du) / (C-1);
+// dL/dg = w t, N x C).
+std::vector<torch::Tensor> cross_norm_double_backward_sums2(torch::Tensor v, torch::Tensor g, torch::Tensor x,
+                                                            torch::Tensor w, torch::Tensor row_mean,
+                                                            torch::Tensor col_mean, torch::Tensor rows1,
+                                                            torch::Tensor sums1, torch::Tensor work, double count) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const Double d(count, c);
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *V = v.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float *RM = row_mean.data_ptr<float>(), *CM = col_mean.data_ptr<float>(), *R = work.data_ptr<float>();
+  const float *DMR = rows1.data_ptr<float>(), *DBR = DMR + n;
+  const std::vector<double> col = read_doubles(sums1);
+  std::vector<float> zcol(c), dmc(c), dac(c);
   for (int64_t j = 0; j < c; ++j) {
-    dmc[j] = float(col[j] / n); dac[j] = float(2.0 * col[c + j] / dn); ac[j] = float(col[2 * c + j] / dn);
+    zcol[j] = -d.fn * CM[j]; dmc[j] = float(col[j] / count); dac[j] = float(2.0 * col[c + j] / d.dn);
   }
-  // pass 2: t = J v (dz r + z dr), dL/dg = w t; column sums of g t, dp = h dr, du = h r^2 (dz r + 3 z dr); row sums
-  std::vector<float> qr(n), dbbr(n);
+  auto gg = torch::empty_like(x);
+  auto rows = torch::empty({2, n}, x.options());
+  float *GG = gg.data_ptr<float>(), *QR = rows.data_ptr<float>(), *DBBR = QR + n;
   Partials<float> p2(n, c, 3, 64);
   at::parallel_for(0, p2.chunks, 1, [&](int64_t k0, int64_t k1) {
     std::vector<float> scratch(2 * c);
@@ -470,13 +500,13 @@ std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Te
       float* __restrict__ sdu = sdp + c;
       for (int64_t i = k * p2.rows_per_chunk; i < p2.end(k, n); ++i) {
         const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c, *__restrict__ vi = V + i * c;
-        const float* __restrict__ ri = GX + i * c;
+        const float* __restrict__ ri = R + i * c;
         float* __restrict__ ti = GG + i * c;
-        const float zrow = -fc * RM[i], dzrow = -fc * dmr[i], dbrow = dbr[i];
+        const float zrow = -d.fc * RM[i], dzrow = -d.fc * DMR[i], dbrow = DBR[i];
 #pragma omp simd
         for (int64_t j = 0; j < c; ++j) {
-          const float r = ri[j], z = a * xi[j] + zrow + ZC[j];
-          const float dz = a * vi[j] - fn * DMC[j] + dzrow;
+          const float r = ri[j], z = d.a * xi[j] + zrow + ZC[j];
+          const float dz = d.a * vi[j] - d.fn * DMC[j] + dzrow;
           const float dr = -0.5f * r * r * r * (DAC[j] + dbrow);
           const float t = dz * r + z * dr, h = gi[j] * Wl[j];
           const float dp = h * dr, du = h * r * r * (dz * r + 3.0f * z * dr);
@@ -487,37 +517,64 @@ std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Te
         float s1 = 0.0f, s2 = 0.0f;  // see ROW SUMS above
 #pragma omp simd reduction(+ : s1, s2)
         for (int64_t j = 0; j < c; ++j) { s1 += T1[j]; s2 += T2[j]; }
-        qr[i] = s1; dbbr[i] = s2 / dc;
+        QR[i] = s1; DBBR[i] = s2 / d.dc;
       }
     }
   });
-  col = p2.total();
-  auto grad_w = torch::empty({c}, x.options());
-  float* GW = grad_w.data_ptr<float>();
-  std::vector<float> ec(c), lc(c), mc(c);  // per-column constant, v coefficient, x coefficient of H v
+  return {doubles(p2.total(), 3, c), rows, gg};
+}
+
+// Pass 3, from the column sums of passes 1 and 2 (of all ranks; sums2's first row, g t, is not read):
+// H v = a dp - P_j/K - Q_i/K - (v - dm_j) A_j - (x - m_j) dA_j - (v - drho_i) B_i - (x - rho_i) dB_i, written into
+// `work` (r on entry), which it returns.
+torch::Tensor cross_norm_double_backward_apply(torch::Tensor v, torch::Tensor g, torch::Tensor x, torch::Tensor w,
+                                               torch::Tensor row_mean, torch::Tensor col_mean, torch::Tensor rows1,
+                                               torch::Tensor rows2, torch::Tensor sums1, torch::Tensor sums2,
+                                               torch::Tensor work, double count) {
+  const int64_t n = x.size(0), c = x.size(1);
+  const Double d(count, c);
+  const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *V = v.data_ptr<float>(), *W = w.data_ptr<float>();
+  const float *RM = row_mean.data_ptr<float>(), *CM = col_mean.data_ptr<float>();
+  const float *DMR = rows1.data_ptr<float>(), *DBR = DMR + n, *BR = DBR + n;
+  const float *QR = rows2.data_ptr<float>(), *DBBR = QR + n;
+  const std::vector<double> col1 = read_doubles(sums1), col2 = read_doubles(sums2);
+  std::vector<float> dac(c), ec(c), lc(c), mc(c);  // dA, per-column constant, v coefficient, x coefficient of H v
   for (int64_t j = 0; j < c; ++j) {
-    GW[j] = float(col[j]);
-    const float pj = float(col[c + j]), dAj = float(col[2 * c + j] / dn);
-    ec[j] = -pj / K + dmc[j] * ac[j] + CM[j] * dAj;
-    lc[j] = ac[j]; mc[j] = dAj;
+    const float dmc = float(col1[j] / count), ac = float(col1[2 * c + j] / d.dn);
+    const float pj = float(col2[c + j]), dAj = float(col2[2 * c + j] / d.dn);
+    dac[j] = float(2.0 * col1[c + j] / d.dn);
+    ec[j] = -pj / d.K + dmc * ac + CM[j] * dAj;
+    lc[j] = ac; mc[j] = dAj;
   }
-  // pass 3: H v = a dp - P_j/K - Q_i/K - (v - dm_j) A_j - (x - m_j) dA_j - (v - drho_i) B_i - (x - rho_i) dB_i
+  float* GX = work.data_ptr<float>();
   at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
     const float *__restrict__ Wl = W, *__restrict__ DAC = dac.data(), *__restrict__ EC = ec.data();
     const float *__restrict__ LC = lc.data(), *__restrict__ MC = mc.data();
     for (int64_t i = i0; i < i1; ++i) {
       const float *__restrict__ xi = X + i * c, *__restrict__ gi = G + i * c, *__restrict__ vi = V + i * c;
       float* __restrict__ oi = GX + i * c;  // r on entry
-      const float er = -qr[i] / K + dmr[i] * br[i] + RM[i] * dbbr[i], lr = br[i], mr = dbbr[i], dbrow = dbr[i];
+      const float er = -QR[i] / d.K + DMR[i] * BR[i] + RM[i] * DBBR[i], lr = BR[i], mr = DBBR[i], dbrow = DBR[i];
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j) {
         const float r = oi[j];
         const float dp = gi[j] * Wl[j] * (-0.5f * r * r * r * (DAC[j] + dbrow));
-        oi[j] = a * dp + EC[j] + er - vi[j] * (LC[j] + lr) - xi[j] * (MC[j] + mr);
+        oi[j] = d.a * dp + EC[j] + er - vi[j] * (LC[j] + lr) - xi[j] * (MC[j] + mr);
       }
     }
   });
-  return {gx, gg, grad_w};
+  return work;
+}
+
+// The double backward on one rank: (dL/dx, dL/dg, dL/dw).
+std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Tensor g, torch::Tensor x,
+                                                      torch::Tensor w, torch::Tensor row_mean, torch::Tensor row_var,
+                                                      torch::Tensor col_mean, torch::Tensor col_var, double eps) {
+  const double n = double(x.size(0));
+  const auto p1 = cross_norm_double_backward_sums(v, g, x, w, row_mean, row_var, col_mean, col_var, n, eps);
+  const auto p2 = cross_norm_double_backward_sums2(v, g, x, w, row_mean, col_mean, p1[1], p1[0], p1[2], n);
+  const auto gx =
+      cross_norm_double_backward_apply(v, g, x, w, row_mean, col_mean, p1[1], p2[1], p1[0], p2[0], p1[2], n);
+  return {gx, p2[2], p2[0][0].to(torch::kFloat32)};
 }
 
 std::vector<torch::Tensor> rms_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps) {

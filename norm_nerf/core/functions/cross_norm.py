@@ -133,8 +133,9 @@ class KernelCrossNormFunction(torch.autograd.Function):
     ``moment_sums`` (row statistics, column sums) -> rows, sums and sums of squares of all ranks -> column statistics
     -> ``cross_norm_apply``; backward ``cross_norm_backward_sums`` -> the two column sums that ``dx`` needs, summed
     over ranks -> ``cross_norm_backward_apply`` (the affine gradients stay local: DDP all-reduces them). The double
-    backward then differentiates the reference expressions with their differentiable all-reduces
-    (:func:`~norm_nerf.core.functions.autograd.reference_grads`).
+    backward runs the halves of ``cross_norm_double_backward`` with two all-reduces (kernels that have them: the C++
+    ones; see :class:`KernelCrossNormGradFunction`), else differentiates the reference expressions with their
+    differentiable all-reduces (:func:`~norm_nerf.core.functions.autograd.reference_grads`).
     """
 
     @staticmethod
@@ -173,20 +174,13 @@ class KernelCrossNormFunction(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         x, w, *stats, weight = ctx.saved_tensors
         grad = grad.contiguous()
-        if ctx.sync and torch.is_grad_enabled():  # create_graph: autograd through the synced reference
-            return differentiable_grads(ctx, grad)
+        if torch.is_grad_enabled() and ctx.sync and not hasattr(ctx.kernels, "cross_norm_double_backward_sums2"):
+            return differentiable_grads(ctx, grad)  # create_graph, synced, no kernel halves: the synced reference
         if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
-            dx, dw, db = KernelCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps, ctx.kernels)
-        elif ctx.sync:
-            sums, row_b, row_p, work = ctx.kernels.cross_norm_backward_sums(grad, x, w, *stats, ctx.count, ctx.eps)
-            (shared,) = sum_over_ranks(sums[2:])  # colsum(g r) and colsum(g z r^3): the rows of all ranks
-            total = torch.cat([sums[:2].to(shared.dtype), shared])
-            dx = ctx.kernels.cross_norm_backward_apply(
-                grad, x, w, *stats, row_b, row_p, total, work, ctx.count, ctx.eps
-            )
-            db, dw = sums[:2].to(x.dtype)
+            count = ctx.count if ctx.sync else None
+            dx, dw, db = KernelCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps, ctx.kernels, count)
         else:
-            dx, dw, db = ctx.kernels.cross_norm_backward(grad, x, w, *stats, ctx.eps)
+            dx, dw, db = _first_backward(ctx.kernels, grad, x, w, stats, ctx.eps, ctx.count if ctx.sync else None)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         return (dx if need_x else None), (dw if need_w else None), (db if need_b else None), None, None, None
 
@@ -209,7 +203,9 @@ class KernelCrossNormGradFunction(torch.autograd.Function):
     fresh buffer). Upstream gradients of ``d_weight`` / ``d_bias`` (rare: only a loss on the weight gradients) add
     ``J^T (g v_w)`` to ``dL/dx`` and ``v_w yhat + v_b`` to ``dL/dg``. A third derivative (``create_graph`` in this
     backward) differentiates the analytic expressions of :mod:`norm_nerf.core.norm_grads` instead.
-    ``kernels``: as for :class:`KernelCrossNormFunction`.
+    ``kernels``: as for :class:`KernelCrossNormFunction`. ``synced_count``: with synchronised statistics, the rows of
+    all ranks; the first backward and the double backward then run their kernels in halves with the column sums of
+    all ranks between them (one all-reduce first, two in the double backward), and a third derivative is refused.
     """
 
     @staticmethod
@@ -224,13 +220,14 @@ class KernelCrossNormGradFunction(torch.autograd.Function):
         col_var: Tensor,
         eps: float,
         kernels: object | None = None,
+        synced_count: float | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         kernels = cpu_kernels() if kernels is None else kernels
         _, w, _ = kernel_args(x, weight, None)
         stats = (row_mean, row_var, col_mean, col_var)
-        dx, dw, db = kernels.cross_norm_backward(grad.contiguous(), x, w, *stats, eps)
+        dx, dw, db = _first_backward(kernels, grad.contiguous(), x, w, stats, eps, synced_count)
         ctx.save_for_backward(x, weight, grad, w, *stats)
-        ctx.eps, ctx.kernels = eps, kernels
+        ctx.eps, ctx.kernels, ctx.synced_count = eps, kernels, synced_count
         ctx.set_materialize_grads(False)  # upstream gradients of d_weight/d_bias are usually absent: None, not zeros
         return dx, dw, db
 
@@ -239,18 +236,68 @@ class KernelCrossNormGradFunction(torch.autograd.Function):
         ctx: FunctionCtx, v: Tensor | None, v_w: Tensor | None, v_b: Tensor | None
     ) -> tuple[Tensor | None, ...]:
         x, weight, grad, w, *stats = ctx.saved_tensors
+        count = ctx.synced_count
         if torch.is_grad_enabled():
-            return (*_grad_of_grads(x, weight, grad, v, v_w, v_b, eps=ctx.eps), *[None] * 6)
-        kernels, g = ctx.kernels, grad.detach().contiguous()
+            if count is not None:
+                raise NotImplementedError(
+                    "a third derivative through cross norm with synchronised statistics is not supported by the "
+                    "kernels; build the norms with impl='reference' (--pipeline.model.norm-impl reference)"
+                )
+            return (*_grad_of_grads(x, weight, grad, v, v_w, v_b, eps=ctx.eps), *[None] * 7)
+        kernels, g, x = ctx.kernels, grad.detach().contiguous(), x.detach()
         v = torch.zeros_like(x) if v is None else v.contiguous()
-        dx, dg, dw = kernels.cross_norm_double_backward(v, g, x.detach(), w, *stats, ctx.eps)
+        if count is None:
+            dx, dg, dw = kernels.cross_norm_double_backward(v, g, x, w, *stats, ctx.eps)
+        else:
+            dx, dg, dw = _synced_double_backward(kernels, v, g, x, w, stats, ctx.eps, count)
         if v_w is not None:  # d_weight = colsum(g yhat)
-            dx += kernels.cross_norm_backward(g, x.detach(), v_w.contiguous(), *stats, ctx.eps)[0]
+            dx += _first_backward(kernels, g, x, v_w.contiguous(), stats, ctx.eps, count)[0]
             ones, zeros = torch.ones_like(w), torch.zeros_like(w)
-            dg += kernels.cross_norm_forward(x.detach(), ones, zeros, ctx.eps)[0] * v_w
+            rows = float(x.shape[0]) if count is None else count
+            dg += kernels.cross_norm_apply(x, ones, zeros, *stats, rows, ctx.eps) * v_w
         if v_b is not None:  # d_bias = colsum(g)
             dg += v_b
-        return dx, (dw if weight is not None else None), dg, *[None] * 6
+        return dx, (dw if weight is not None else None), dg, *[None] * 7
+
+
+def _first_backward(
+    kernels: object,
+    grad: Tensor,
+    x: Tensor,
+    w: Tensor,
+    stats: tuple[Tensor, ...],
+    eps: float,
+    synced_count: float | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The kernels' first backward ``(dx, d_weight, d_bias)``; with ``synced_count`` (the rows of all ranks) in halves
+    with one all-reduce between them."""
+    if synced_count is None:
+        return kernels.cross_norm_backward(grad, x, w, *stats, eps)
+    sums, row_b, row_p, work = kernels.cross_norm_backward_sums(grad, x, w, *stats, synced_count, eps)
+    (shared,) = sum_over_ranks(sums[2:])  # colsum(g r) and colsum(g z r^3): the rows of all ranks
+    total = torch.cat([sums[:2].to(shared.dtype), shared])
+    dx = kernels.cross_norm_backward_apply(grad, x, w, *stats, row_b, row_p, total, work, synced_count, eps)
+    db, dw = sums[:2].to(x.dtype)
+    return dx, dw, db
+
+
+def _synced_double_backward(
+    kernels: object, v: Tensor, g: Tensor, x: Tensor, w: Tensor, stats: tuple[Tensor, ...], eps: float, count: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``cross_norm_double_backward`` with synchronised statistics: its three passes with the column sums of the first
+    two summed over the ranks in between (two all-reduces; ``colsum(g J v)``, the weight's, stays local)."""
+    row_mean, _, col_mean, _ = stats
+    sums1, rows1, work = kernels.cross_norm_double_backward_sums(v, g, x, w, *stats, count, eps)
+    (sums1,) = sum_over_ranks(sums1)
+    sums2, rows2, dg = kernels.cross_norm_double_backward_sums2(
+        v, g, x, w, row_mean, col_mean, rows1, sums1, work, count
+    )
+    (shared,) = sum_over_ranks(sums2[1:])
+    sums2 = torch.cat([sums2[:1].to(shared.dtype), shared])
+    dx = kernels.cross_norm_double_backward_apply(
+        v, g, x, w, row_mean, col_mean, rows1, rows2, sums1, sums2, work, count
+    )
+    return dx, dg, sums2[0].to(x.dtype)
 
 
 def _grad_of_grads(
