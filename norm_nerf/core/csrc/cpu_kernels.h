@@ -43,12 +43,15 @@ std::vector<torch::Tensor> cross_norm_double_backward_sums(torch::Tensor v, torc
                                                            torch::Tensor col_var, double count, double eps);
 std::vector<torch::Tensor> cross_norm_double_backward_sums2(torch::Tensor v, torch::Tensor g, torch::Tensor x,
                                                             torch::Tensor w, torch::Tensor row_mean,
-                                                            torch::Tensor col_mean, torch::Tensor rows1,
-                                                            torch::Tensor sums1, torch::Tensor work, double count);
+                                                            torch::Tensor row_var, torch::Tensor col_mean,
+                                                            torch::Tensor col_var, torch::Tensor rows1,
+                                                            torch::Tensor sums1, torch::Tensor work, double count,
+                                                            double eps);
 torch::Tensor cross_norm_double_backward_apply(torch::Tensor v, torch::Tensor g, torch::Tensor x, torch::Tensor w,
-                                               torch::Tensor row_mean, torch::Tensor col_mean, torch::Tensor rows1,
-                                               torch::Tensor rows2, torch::Tensor sums1, torch::Tensor sums2,
-                                               torch::Tensor work, double count);
+                                               torch::Tensor row_mean, torch::Tensor row_var, torch::Tensor col_mean,
+                                               torch::Tensor col_var, torch::Tensor rows1, torch::Tensor rows2,
+                                               torch::Tensor sums1, torch::Tensor sums2, torch::Tensor work,
+                                               double count, double eps);
 std::vector<torch::Tensor> rms_norm_forward(torch::Tensor x, torch::Tensor w, torch::Tensor b, double eps);
 std::vector<torch::Tensor> rms_norm_backward(torch::Tensor g, torch::Tensor x, torch::Tensor w, torch::Tensor inv);
 torch::Tensor softplus_forward(torch::Tensor x, double beta);

@@ -469,11 +469,13 @@ std::vector<torch::Tensor> cross_norm_double_backward_sums(torch::Tensor v, torc
 
 // Pass 2, from pass 1's column sums `sums1` (of all ranks): t = J v = dz r + z dr; returns (column sums (3, c)
 // float64 of g t, dp = h dr and du = h r^2 (dz r + 3 z dr); per row (2, n) float: rowsum(dp), rowsum(du) / (C-1);
-// dL/dg = w t, N x C).
+// dL/dg = w t, N x C). r comes from `work` (the Triton twin recomputes it from the variances and eps).
 std::vector<torch::Tensor> cross_norm_double_backward_sums2(torch::Tensor v, torch::Tensor g, torch::Tensor x,
                                                             torch::Tensor w, torch::Tensor row_mean,
-                                                            torch::Tensor col_mean, torch::Tensor rows1,
-                                                            torch::Tensor sums1, torch::Tensor work, double count) {
+                                                            torch::Tensor /*row_var*/, torch::Tensor col_mean,
+                                                            torch::Tensor /*col_var*/, torch::Tensor rows1,
+                                                            torch::Tensor sums1, torch::Tensor work, double count,
+                                                            double /*eps*/) {
   const int64_t n = x.size(0), c = x.size(1);
   const Double d(count, c);
   const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *V = v.data_ptr<float>(), *W = w.data_ptr<float>();
@@ -528,9 +530,10 @@ std::vector<torch::Tensor> cross_norm_double_backward_sums2(torch::Tensor v, tor
 // H v = a dp - P_j/K - Q_i/K - (v - dm_j) A_j - (x - m_j) dA_j - (v - drho_i) B_i - (x - rho_i) dB_i, written into
 // `work` (r on entry), which it returns.
 torch::Tensor cross_norm_double_backward_apply(torch::Tensor v, torch::Tensor g, torch::Tensor x, torch::Tensor w,
-                                               torch::Tensor row_mean, torch::Tensor col_mean, torch::Tensor rows1,
+                                               torch::Tensor row_mean, torch::Tensor /*row_var*/,
+                                               torch::Tensor col_mean, torch::Tensor /*col_var*/, torch::Tensor rows1,
                                                torch::Tensor rows2, torch::Tensor sums1, torch::Tensor sums2,
-                                               torch::Tensor work, double count) {
+                                               torch::Tensor work, double count, double /*eps*/) {
   const int64_t n = x.size(0), c = x.size(1);
   const Double d(count, c);
   const float *X = x.data_ptr<float>(), *G = g.data_ptr<float>(), *V = v.data_ptr<float>(), *W = w.data_ptr<float>();
@@ -571,9 +574,10 @@ std::vector<torch::Tensor> cross_norm_double_backward(torch::Tensor v, torch::Te
                                                       torch::Tensor col_mean, torch::Tensor col_var, double eps) {
   const double n = double(x.size(0));
   const auto p1 = cross_norm_double_backward_sums(v, g, x, w, row_mean, row_var, col_mean, col_var, n, eps);
-  const auto p2 = cross_norm_double_backward_sums2(v, g, x, w, row_mean, col_mean, p1[1], p1[0], p1[2], n);
-  const auto gx =
-      cross_norm_double_backward_apply(v, g, x, w, row_mean, col_mean, p1[1], p2[1], p1[0], p2[0], p1[2], n);
+  const auto p2 =
+      cross_norm_double_backward_sums2(v, g, x, w, row_mean, row_var, col_mean, col_var, p1[1], p1[0], p1[2], n, eps);
+  const auto gx = cross_norm_double_backward_apply(v, g, x, w, row_mean, row_var, col_mean, col_var, p1[1], p2[1],
+                                                   p1[0], p2[0], p1[2], n, eps);
   return {gx, p2[2], p2[0][0].to(torch::kFloat32)};
 }
 

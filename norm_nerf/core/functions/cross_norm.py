@@ -11,7 +11,7 @@ the train-mode back ends, one place for the formula.
   differentiable first backward :class:`KernelCrossNormGradFunction` makes the double backward of an eikonal loss
   three kernel passes;
   with synchronised statistics (several ranks) the same kernels in halves with one all-reduce of packed partial sums
-  between them per pass, and a double backward through :func:`synced_cross_normalize`;
+  between them per pass (two in the double backward);
 * :func:`train_cross_norm`: the table from back end to Function; the layer calls it.
 
 All return ``(y, col_mean, col_var)`` (the kernel Function also the number of rows behind the column statistics)
@@ -21,7 +21,6 @@ and every path is tested against the reference.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import torch
 from jaxtyping import Float
@@ -29,13 +28,11 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from norm_nerf.core.cpu_kernels import cpu_kernels
-from norm_nerf.core.distributed import column_moments, count_over_ranks, sum_over_ranks
+from norm_nerf.core.distributed import count_over_ranks, sum_over_ranks
 from norm_nerf.core.functions.autograd import (
     affine_or_identity,
     analytic_double_backward,
-    differentiable_grads,
     kernel_args,
-    reference_grads,
     remember_grads,
 )
 from norm_nerf.core.moments import colsum, mean_var, moments, rowsum, standardize, unbiased_denominator
@@ -133,9 +130,8 @@ class KernelCrossNormFunction(torch.autograd.Function):
     ``moment_sums`` (row statistics, column sums) -> rows, sums and sums of squares of all ranks -> column statistics
     -> ``cross_norm_apply``; backward ``cross_norm_backward_sums`` -> the two column sums that ``dx`` needs, summed
     over ranks -> ``cross_norm_backward_apply`` (the affine gradients stay local: DDP all-reduces them). The double
-    backward runs the halves of ``cross_norm_double_backward`` with two all-reduces (kernels that have them: the C++
-    ones; see :class:`KernelCrossNormGradFunction`), else differentiates the reference expressions with their
-    differentiable all-reduces (:func:`~norm_nerf.core.functions.autograd.reference_grads`).
+    backward runs the halves of ``cross_norm_double_backward`` with two all-reduces (see
+    :class:`KernelCrossNormGradFunction`).
     """
 
     @staticmethod
@@ -157,8 +153,6 @@ class KernelCrossNormFunction(torch.autograd.Function):
             col_var = torch.addcmul(total_sq, total, col_mean, value=-1.0).clamp_min_(0.0) / max(count - 1.0, 1.0)
             col_mean, col_var = col_mean.to(x.dtype), col_var.to(x.dtype)
             y = kernels.cross_norm_apply(x, w, b, row_mean, row_var, col_mean, col_var, count, eps)
-            known = torch.cat([sums.new_full((1,), count), total, total_sq])  # what column_moments all-reduces
-            remember_grads(ctx, weight, bias, num_inputs=6, grads=reference_grads(synced_cross_normalize(eps, known)))
         else:
             y, row_mean, row_var, col_mean, col_var = kernels.cross_norm_forward(x, w, b, eps)
             count = float(x.shape[0])
@@ -174,8 +168,6 @@ class KernelCrossNormFunction(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         x, w, *stats, weight = ctx.saved_tensors
         grad = grad.contiguous()
-        if torch.is_grad_enabled() and ctx.sync and not hasattr(ctx.kernels, "cross_norm_double_backward_sums2"):
-            return differentiable_grads(ctx, grad)  # create_graph, synced, no kernel halves: the synced reference
         if torch.is_grad_enabled():  # create_graph: the gradients as a differentiable op
             count = ctx.count if ctx.sync else None
             dx, dw, db = KernelCrossNormGradFunction.apply(x, weight, grad, *stats, ctx.eps, ctx.kernels, count)
@@ -286,17 +278,12 @@ def _synced_double_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``cross_norm_double_backward`` with synchronised statistics: its three passes with the column sums of the first
     two summed over the ranks in between (two all-reduces; ``colsum(g J v)``, the weight's, stays local)."""
-    row_mean, _, col_mean, _ = stats
     sums1, rows1, work = kernels.cross_norm_double_backward_sums(v, g, x, w, *stats, count, eps)
     (sums1,) = sum_over_ranks(sums1)
-    sums2, rows2, dg = kernels.cross_norm_double_backward_sums2(
-        v, g, x, w, row_mean, col_mean, rows1, sums1, work, count
-    )
+    sums2, rows2, dg = kernels.cross_norm_double_backward_sums2(v, g, x, w, *stats, rows1, sums1, work, count, eps)
     (shared,) = sum_over_ranks(sums2[1:])
     sums2 = torch.cat([sums2[:1].to(shared.dtype), shared])
-    dx = kernels.cross_norm_double_backward_apply(
-        v, g, x, w, row_mean, col_mean, rows1, rows2, sums1, sums2, work, count
-    )
+    dx = kernels.cross_norm_double_backward_apply(v, g, x, w, *stats, rows1, rows2, sums1, sums2, work, count, eps)
     return dx, dg, sums2[0].to(x.dtype)
 
 
@@ -328,17 +315,6 @@ def cross_normalize(
     row_mean, row_var = mean_var(x, dim=1)
     mean = (n * col_mean + c * row_mean - x) / (n + c)
     return standardize(x, mean, col_var + row_var, eps)
-
-
-def synced_cross_normalize(eps: float, known: Tensor | None = None) -> Callable[[Tensor], Tensor]:
-    """``x -> cross_normalize(x, ...)`` with the column statistics of all ranks (differentiable all-reduce; ``known``:
-    the packed sums of all ranks, see :func:`~norm_nerf.core.distributed.column_moments`)."""
-
-    def normalize(x: Float[Tensor, "n c"]) -> Float[Tensor, "n c"]:
-        n, mean, var = column_moments(x, sync=True, known=known)
-        return cross_normalize(x, n, mean, var, eps)
-
-    return normalize
 
 
 def train_cross_norm(

@@ -151,6 +151,32 @@ class TritonNorms:
             stats = (row_mean, row_var, col_mean, col_var)
             return self._m["cross_norm"].double_backward(v, g, x, w, *stats, eps, self.config(x))
 
+    def cross_norm_double_backward_sums(
+        self, v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+        col_var: Tensor, count: float, eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        with _on_device(x):
+            stats = (row_mean, row_var, col_mean, col_var)
+            return self._m["cross_norm"].double_backward_sums(v, g, x, w, *stats, count, eps, self.config(x))
+
+    def cross_norm_double_backward_sums2(
+        self, v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+        col_var: Tensor, rows1: Tensor, sums1: Tensor, work: Tensor, count: float, eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        with _on_device(x):
+            stats = (row_mean, row_var, col_mean, col_var)
+            module = self._m["cross_norm"]
+            return module.double_backward_sums2(v, g, x, w, *stats, rows1, sums1, work, count, eps, self.config(x))
+
+    def cross_norm_double_backward_apply(
+        self, v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+        col_var: Tensor, rows1: Tensor, rows2: Tensor, sums1: Tensor, sums2: Tensor, work: Tensor, count: float,
+        eps: float,
+    ) -> Tensor:  # fmt: skip
+        with _on_device(x):
+            stats, rows = (row_mean, row_var, col_mean, col_var), (rows1, rows2, sums1, sums2, work)
+            return self._m["cross_norm"].double_backward_apply(v, g, x, w, *stats, *rows, count, eps, self.config(x))
+
     def rms_norm_forward(self, x: Tensor, w: Tensor, b: Tensor, eps: float) -> tuple[Tensor, Tensor]:
         with _on_device(x):
             return self._m["rms_norm"].forward(x, w, b, eps, self.config(x))

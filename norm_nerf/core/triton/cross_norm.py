@@ -13,7 +13,8 @@ of large products.
 Forward: one reducing pass (row statistics, column partials), one fold, one elementwise pass (:func:`apply`). Backward:
 a reducing pass (four column sums, two row sums), a sum of the partials (:func:`backward_sums`), an elementwise pass
 (:func:`backward_apply`); synchronised statistics all-reduce the sums between the halves. Double backward: two reducing
-passes and an elementwise one.
+passes and an elementwise one, with the same all-reduces between them (:func:`double_backward_sums`,
+:func:`double_backward_sums2`, :func:`double_backward_apply`).
 """
 
 from __future__ import annotations
@@ -161,18 +162,18 @@ def cross_double_sums_kernel(
 @triton.jit
 def cross_double_terms_kernel(
     V, G, X, W, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, ROW_DM, ROW_DB, SUMS1, ROW_Q, ROW_DBB, PART, GG,
-    n_rows, n_cols, tiles_per_program, frac_n, frac_c, inv_k, eps, row_denominator, col_denominator,
+    n_rows, n_cols, tiles_per_program, count, frac_n, frac_c, inv_k, eps, row_denominator, col_denominator,
     BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     """Double backward, pass 2: ``t = J v = dz r + z dr`` and ``GG = dL/dg = w t``; column partials ``sum g t``,
     ``sum dp``, ``sum du`` (``dp = h dr``, ``du = h r^2 (dz r + 3 z dr)``, ``h = g w``) and per row
-    ``ROW_Q = sum_j dp``, ``ROW_DBB = sum_j du / (C-1)``."""
+    ``ROW_Q = sum_j dp``, ``ROW_DBB = sum_j du / (C-1)``. ``count``: the rows behind the column sums ``SUMS1``."""
     pid = tl.program_id(0)
     cols, col_ok = column_range(n_cols, BLOCK_C)
     w = load_columns(W, cols, col_ok)
     cm = load_columns(COL_MEAN, cols, col_ok)
     cv = load_columns(COL_VAR, cols, col_ok)
-    dm_col = load_columns(SUMS1, cols, col_ok) / n_rows
+    dm_col = load_columns(SUMS1, cols, col_ok) / count
     da_col = 2.0 * load_columns(SUMS1 + n_cols, cols, col_ok) / col_denominator
     s_gt = tl.full([BLOCK_C], 0.0, tl.float32)
     s_dp = tl.full([BLOCK_C], 0.0, tl.float32)
@@ -210,11 +211,11 @@ def cross_double_terms_kernel(
 @triton.jit
 def cross_double_backward_kernel(
     V, G, X, W, ROW_MEAN, ROW_VAR, COL_MEAN, COL_VAR, ROW_DM, ROW_DB, ROW_BR, ROW_Q, ROW_DBB, SUMS1, SUMS2, GX,
-    n_rows, n_cols, inv_k, eps, col_denominator,
+    n_rows, n_cols, count, inv_k, eps, col_denominator,
     BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     """Double backward, pass 3: ``GX = dL/dx = H v = (K+1)/K dp - colsum(dp)/K - rowsum(dp)/K - (v - dm_j) A_j
-    - (v - drho_i) B_i - (x - m_j) dA_j - (x - rho_i) dB_i``."""
+    - (v - drho_i) B_i - (x - m_j) dA_j - (x - rho_i) dB_i``. ``count``: the rows behind the column sums."""
     cols, col_ok = column_range(n_cols, BLOCK_C)
     rows, row_ok, ok, offs = row_tile(tl.program_id(0) * BLOCK_N, n_rows, n_cols, cols, col_ok, BLOCK_N)
     x = tl.load(X + offs, mask=ok, other=0.0)
@@ -223,7 +224,7 @@ def cross_double_backward_kernel(
     w = load_columns(W, cols, col_ok)
     cm = load_columns(COL_MEAN, cols, col_ok)
     cv = load_columns(COL_VAR, cols, col_ok)
-    dm_col = load_columns(SUMS1, cols, col_ok) / n_rows
+    dm_col = load_columns(SUMS1, cols, col_ok) / count
     da_col = 2.0 * load_columns(SUMS1 + n_cols, cols, col_ok) / col_denominator
     a_col = load_columns(SUMS1 + 2 * n_cols, cols, col_ok) / col_denominator
     p_col = load_columns(SUMS2 + n_cols, cols, col_ok)
@@ -318,34 +319,70 @@ def backward(
     return backward_apply(g, x, w, *stats, row_b, row_p, sums, work, n, eps, cfg), sums[1], sums[0]
 
 
+def double_backward_sums(
+    v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+    col_var: Tensor, count: float, eps: float, cfg: LaunchConfig,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Pass 1 of the double backward, as ``cpu_kernels().cross_norm_double_backward_sums``: ``(sums1, rows1, work)``,
+    the column sums (3, C), the row sums (3, N) and the ``N x C`` buffer :func:`double_backward_apply` writes
+    ``dL/dx`` into (``r`` is recomputed in every pass, not stored)."""
+    n, c = x.shape
+    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
+    rows1 = empty((3, n), like=x)  # dm, db, br
+    part = empty((programs, 3, c), like=x)
+    cross_double_sums_kernel[(programs,)](
+        v, g, x, w, row_mean, row_var, col_mean, col_var, rows1[0], rows1[1], rows1[2], part, n, c, tiles,
+        *_constants(count, c), float(eps), float(max(c - 1, 1)),
+        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=cfg.num_warps(c),
+    )  # fmt: skip
+    return part.sum(0), rows1, torch.empty_like(x)
+
+
+def double_backward_sums2(
+    v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+    col_var: Tensor, rows1: Tensor, sums1: Tensor, work: Tensor, count: float, eps: float, cfg: LaunchConfig,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Pass 2, from pass 1's column sums (of all ranks, with synchronised statistics), as
+    ``cpu_kernels().cross_norm_double_backward_sums2``: ``(sums2, rows2, dL/dg)``."""
+    n, c = x.shape
+    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
+    rows2 = empty((2, n), like=x)  # q, dbb
+    part = empty((programs, 3, c), like=x)
+    grad_g = torch.empty_like(x)
+    cross_double_terms_kernel[(programs,)](
+        v, g, x, w, row_mean, row_var, col_mean, col_var, rows1[0], rows1[1], sums1.to(torch.float32).contiguous(),
+        rows2[0], rows2[1], part, grad_g, n, c, tiles, float(count), *_constants(count, c), float(eps),
+        float(max(c - 1, 1)), float(max(count - 1, 1)), BLOCK_N=block_n, BLOCK_C=block_c, num_warps=cfg.num_warps(c),
+    )  # fmt: skip
+    return part.sum(0), rows2, grad_g
+
+
+def double_backward_apply(
+    v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
+    col_var: Tensor, rows1: Tensor, rows2: Tensor, sums1: Tensor, sums2: Tensor, work: Tensor, count: float,
+    eps: float, cfg: LaunchConfig,
+) -> Tensor:  # fmt: skip
+    """Pass 3: ``dL/dx`` into ``work`` from the column sums of passes 1 and 2, as
+    ``cpu_kernels().cross_norm_double_backward_apply``."""
+    n, c = x.shape
+    block_n, block_c = cfg.blocks(c)
+    inv_k = _constants(count, c)[2]
+    cross_double_backward_kernel[(cdiv(n, block_n),)](
+        v, g, x, w, row_mean, row_var, col_mean, col_var, rows1[0], rows1[1], rows1[2], rows2[0], rows2[1],
+        sums1.to(torch.float32).contiguous(), sums2.to(torch.float32).contiguous(), work, n, c, float(count), inv_k,
+        float(eps), float(max(count - 1, 1)), BLOCK_N=block_n, BLOCK_C=block_c, num_warps=cfg.num_warps(c),
+    )  # fmt: skip
+    return work
+
+
 def double_backward(
     v: Tensor, g: Tensor, x: Tensor, w: Tensor, row_mean: Tensor, row_var: Tensor, col_mean: Tensor,
     col_var: Tensor, eps: float, cfg: LaunchConfig,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """``(dL/dx, dL/dg, dL/dw)`` for an upstream ``v`` on the input gradient, as
-    ``cpu_kernels().cross_norm_double_backward``."""
-    n, c = x.shape
-    block_n, block_c, tiles, programs = cfg.reduction_grid(n, c)
-    rows = [empty(n, like=x) for _ in range(5)]  # dm, db, br (pass 1); q, dbb (pass 2)
-    part1, part2 = empty((programs, 3, c), like=x), empty((programs, 3, c), like=x)
-    n_k, c_k, inv_k = _constants(n, c)
-    row_den, col_den, warps = float(max(c - 1, 1)), float(max(n - 1, 1)), cfg.num_warps(c)
-    stats = (row_mean, row_var, col_mean, col_var)
-    cross_double_sums_kernel[(programs,)](
-        v, g, x, w, *stats, *rows[:3], part1, n, c, tiles, n_k, c_k, inv_k, float(eps), row_den,
-        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
-    )  # fmt: skip
-    sums1 = part1.sum(0)
-    grad_g = torch.empty_like(x)
-    cross_double_terms_kernel[(programs,)](
-        v, g, x, w, *stats, rows[0], rows[1], sums1, rows[3], rows[4], part2, grad_g,
-        n, c, tiles, n_k, c_k, inv_k, float(eps), row_den, col_den,
-        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
-    )  # fmt: skip
-    sums2 = part2.sum(0)
-    grad_x = torch.empty_like(x)
-    cross_double_backward_kernel[(cdiv(n, block_n),)](
-        v, g, x, w, *stats, *rows, sums1, sums2, grad_x, n, c, inv_k, float(eps), col_den,
-        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=warps,
-    )  # fmt: skip
+    ``cpu_kernels().cross_norm_double_backward``: the three passes back to back."""
+    stats, n = (row_mean, row_var, col_mean, col_var), x.shape[0]
+    sums1, rows1, work = double_backward_sums(v, g, x, w, *stats, n, eps, cfg)
+    sums2, rows2, grad_g = double_backward_sums2(v, g, x, w, *stats, rows1, sums1, work, n, eps, cfg)
+    grad_x = double_backward_apply(v, g, x, w, *stats, rows1, rows2, sums1, sums2, work, n, eps, cfg)
     return grad_x, grad_g, sums2[0]
