@@ -1,9 +1,10 @@
 """What the synchronised statistics' double backward costs: a NeuS-shaped eikonal step with synced norms against
 the same step on one rank.
 
-With several ranks, the first backward of a batch-dependent norm under ``create_graph=True`` (an eikonal loss)
-differentiates the reference expressions instead of running the kernels' double backward
-(``norm_nerf/core/functions``). This benchmark times that difference without the communication: it makes a
+With several ranks, the double backward of a batch-dependent norm (an eikonal loss) runs another path than on one
+rank: cross norm's kernels in halves with sums over the ranks between them, batch and group norm's reference
+expressions instead of their analytic ones (``norm_nerf/core/functions``). This benchmark times that difference
+without the communication: it makes a
 process group of ONE rank and tells the norms there are two (``distributed_world_size``), so they take the synced
 path and their sums over ranks return the rank's own sums. The statistics, and so every value, are those of the
 one-rank path; only the code that runs differs. Per norm, the step time of the synced path over the one-rank path,
@@ -116,8 +117,9 @@ def main() -> None:
         "machine": machine_info(cpu_count=os.cpu_count()),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "note": "NeuS-shaped step (softplus MLP, MSE + eikonal loss) on the CPU; 'synced': the norms' synchronised-"
-        "statistics path in a one-rank gloo group (same values, no communication), whose double backward "
-        "differentiates the reference expressions; 'one_rank': the kernels' double backward.",
+        "statistics path in a one-rank gloo group (same values, no communication): cn's double backward through "
+        "the kernels' halves, bn/gn's through the reference expressions; 'one_rank': cn's fused double-backward "
+        "kernel, bn/gn's analytic expressions.",
         "results": results,
     }
     write_report(report, args.out, lambda path: _plot(results, path))
