@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ DEFAULT_TIMEOUT_S = 1800.0
 every gloo collective) cannot be read."""
 SHM_DIR = Path("/dev/shm")
 """Where the region's file is made (and unlinked once every rank has mapped it)."""
+_PREFIX = "norm-nerf-sum-"
+_NAME_DIGITS = 32  # a uuid4's hex digits after the prefix
 
 
 @dataclass
@@ -75,6 +78,10 @@ class LocalSum:
 
 
 _STATE: dict[str, object] = {}
+_SENT: list[Tensor] = []
+"""The set-up's collective tensors, kept until the next set-up. Where gloo's worker thread drops the last reference to
+a tensor Python has let go of, it needs the GIL; ``destroy_process_group`` holds the GIL while it joins that thread
+(seen with torch 2.1.2: one hang in every 2-30 set-ups)."""
 
 
 def world_local_sum() -> LocalSum | None:
@@ -83,12 +90,15 @@ def world_local_sum() -> LocalSum | None:
     if not (dist.is_available() and dist.is_initialized()):
         return None
     group = dist.group.WORLD
-    if _STATE.get("group") is not group:
-        _STATE.update(group=group, local=_set_up())
+    known = _STATE.get("group")
+    if known is None or known() is not group:
+        # a weak reference: a destroyed group is not kept alive here
+        _STATE.update(group=weakref.ref(group), local=_set_up())
     return _STATE["local"]  # type: ignore[return-value]
 
 
 def _set_up() -> LocalSum | None:
+    _SENT.clear()
     if dist.get_backend() != "gloo":  # the same on every rank: no collective needed to agree
         return None
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -96,9 +106,8 @@ def _set_up() -> LocalSum | None:
     wanted = os.environ.get("NORM_NERF_LOCAL_SUM", "1") != "0" and kernels is not None and shm_available()
     size = kernels.local_sum_region_bytes(world, CAPACITY_BYTES) if kernels is not None else 0
     path = _create(size) if rank == 0 and wanted else None
-    names = [str(path) if path is not None else None]
-    dist.broadcast_object_list(names, src=0)
-    region = _map(names[0], size) if wanted else None
+    name = _broadcast_name(path)
+    region = _map(name, size) if wanted else None
     if region is not None:
         kernels.local_sum_register(region, rank)
     agreed = _everyone(region is not None)  # every rank mapped rank 0's file and registered its process
@@ -107,12 +116,26 @@ def _set_up() -> LocalSum | None:
         path.unlink(missing_ok=True)
     if not agreed:
         return None
-    return LocalSum(region=region, name=names[0], rank=rank, world=world, kernels=kernels, timeout_s=_timeout_s())
+    return LocalSum(region=region, name=name, rank=rank, world=world, kernels=kernels, timeout_s=_timeout_s())
 
 
 def shm_available() -> bool:
     """Whether ``SHM_DIR`` exists and this process may make files in it."""
     return SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK | os.X_OK)
+
+
+def _broadcast_name(path: Path | None) -> str | None:
+    """Rank 0's ``path`` (a file in ``SHM_DIR`` named by :func:`_create`) on every rank, None where rank 0 has none.
+
+    A plain tensor broadcast of the name's hex digits."""
+    digits = torch.zeros(_NAME_DIGITS, dtype=torch.uint8)
+    if path is not None:
+        digits.copy_(torch.frombuffer(bytearray(path.name.removeprefix(_PREFIX).encode()), dtype=torch.uint8))
+    dist.broadcast(digits, src=0)
+    _SENT.append(digits)
+    if not bool(digits.any()):
+        return None
+    return str(SHM_DIR / (_PREFIX + bytes(digits.tolist()).decode()))
 
 
 def _create(size: int) -> Path | None:
@@ -121,7 +144,7 @@ def _create(size: int) -> Path | None:
     The zeros are written, not only a length set, so that the pages exist now: a shared memory page that cannot be
     allocated later (``/dev/shm`` full) would kill the process with SIGBUS instead of raising. Zeros also start every
     rank's flag below the first call number."""
-    path = SHM_DIR / f"norm-nerf-sum-{uuid.uuid4().hex}"
+    path = SHM_DIR / f"{_PREFIX}{uuid.uuid4().hex}"
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except OSError:
@@ -142,6 +165,7 @@ def _everyone(ok: bool) -> bool:
     """Whether ``ok`` holds on every rank (one gloo all-reduce)."""
     flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    _SENT.append(flag)
     return bool(flag)
 
 

@@ -196,3 +196,23 @@ def test_without_room_in_dev_shm_the_sums_go_through_gloo(one_rank_group, monkey
     assert list(tmp_path.glob("norm-nerf-sum-*")) == []
     t = torch.arange(5.0)
     assert torch.equal(distributed.all_reduce_sum_(t.clone()), t)
+
+
+_SET_UP_AND_DESTROY = """
+import sys, tempfile
+from pathlib import Path
+import torch.distributed as dist
+import norm_nerf.core.local_sum as local_sum
+for i in range(30):
+    dist.init_process_group("gloo", init_method=f"file://{Path(tempfile.mkdtemp()) / 'store'}", rank=0, world_size=1)
+    assert local_sum.world_local_sum() is not None
+    dist.destroy_process_group()
+"""
+
+
+@needs_shm
+def test_setting_up_never_hangs_destroy_process_group() -> None:
+    """The set-up's collectives leave no tensor for gloo's threads to free later: with torch 2.1.2 that made
+    ``destroy_process_group`` (which holds the GIL while it joins those threads) hang once in 2-30 set-ups."""
+    done = subprocess.run([sys.executable, "-c", _SET_UP_AND_DESTROY], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
