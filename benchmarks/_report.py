@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ def machine_info(**extra: Any) -> dict[str, Any]:
     """Threads, platform, torch version (and anything the benchmark adds, e.g. the allocator setting)."""
     return {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__,
             **extra}  # fmt: skip
+
+
+def settings(args: argparse.Namespace, keep: Sequence[str] | None = None) -> dict[str, Any]:
+    """The command's arguments for the report (paths as strings); with ``keep``, only those named."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if keep is None or k in keep}
 
 
 def write_report(report: dict[str, Any], out: Path, plot: Callable[[Path], None] | None = None) -> None:

@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from _report import machine_info, write_report
+from _report import machine_info, settings, write_report
 from ns_distributed import _free_port, _scene, add_run_options
 
 
@@ -138,11 +138,7 @@ def main() -> None:
                 print(norm, impl, through, results[norm][impl][through])
     report = {
         "machine": machine_info(cpu_count=os.cpu_count()),
-        "config": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if k in ("norms", "impls", "through", "steps", "warmup", "rays", "samples", "width", "size")
-        },  # fmt: skip
+        "config": settings(args, ("norms", "impls", "through", "steps", "warmup", "rays", "samples", "width", "size")),
         "note": "norm-mipnerf in two processes (torchrun, gloo); rank 0's profiler: gloo collective events per "
         "training step (norms' all-reduces where they go through gloo + DDP's buckets and unused-parameter bitmap); "
         "norm_sums: the norms' own sums over ranks (through shared memory by default, through gloo with 'gloo').",

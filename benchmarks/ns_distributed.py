@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _report import machine_info, write_report
+from _report import machine_info, settings, write_report
 
 
 def _scene(work: Path, size: int) -> Path:
@@ -221,7 +221,7 @@ def main() -> None:
     busy.update(load_average_1min_after=os.getloadavg()[0], sum_microseconds_after=_sum_microseconds(args.work))
     report = {
         "machine": machine_info(cpu_count=os.cpu_count(), **busy),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "config": settings(args),
         "note": "norm-mipnerf through norm-train / torchrun; rank 0's iteration time (median over the steps after "
         "the warm-up, then over the repeats); same rays per rank; ratios within one run. Processes x threads above "
         "the core count compete for the same cores: not scaling.",

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _report import machine_info, write_report
+from _report import machine_info, settings, write_report
 
 SURFACE_METHODS = ("norm-neus", "norm-neus-facto")
 
@@ -113,7 +113,7 @@ def main() -> None:
         print(method, json.dumps(results[method], indent=1))
     report = {
         "machine": machine_info(),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "config": settings(args),
         "note": "same scene, steps and config per method; speed = median iteration time, ratios within one run",
         "results": results,
     }

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from _report import machine_info, write_report
+from _report import machine_info, settings, write_report
 from norm_overhead import _step_fn, _time_repeats
 
 import norm_nerf.core.distributed as distributed
@@ -115,7 +115,7 @@ def main() -> None:
               f"(synced / one rank {results[norm]['synced_over_one_rank']:.2f})")  # fmt: skip
     report = {
         "machine": machine_info(cpu_count=os.cpu_count()),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "config": settings(args),
         "note": "NeuS-shaped step (softplus MLP, MSE + eikonal loss) on the CPU; 'synced': the norms' synchronised-"
         "statistics path in a one-rank gloo group (same values, no communication): cn's double backward through "
         "the kernels' halves, bn/gn's through the reference expressions; 'one_rank': cn's fused double-backward "

@@ -14,8 +14,8 @@ microseconds. :func:`world_local_sum` sets one up for the default process group 
 
 otherwise the statistics go through ``torch.distributed.all_reduce`` as before. The ranks agree on the choice when the
 first synchronised layer runs (a broadcast of the file's name, two gloo all-reduces), so they always make the same
-calls. The sum adds the
-ranks' rows in rank order: every rank gets the same bits, and with two ranks the same bits as gloo.
+calls. The sum adds the ranks' rows in rank order: every rank gets the same bits, and with two ranks the same bits as
+gloo.
 """
 
 from __future__ import annotations

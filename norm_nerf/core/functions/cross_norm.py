@@ -266,8 +266,7 @@ def _first_backward(
     if synced_count is None:
         return kernels.cross_norm_backward(grad, x, w, *stats, eps)
     sums, row_b, row_p, work = kernels.cross_norm_backward_sums(grad, x, w, *stats, synced_count, eps)
-    (shared,) = sum_over_ranks(sums[2:])  # colsum(g r) and colsum(g z r^3): the rows of all ranks
-    total = torch.cat([sums[:2].to(shared.dtype), shared])
+    total = _summed_from(sums, 2)  # colsum(g r) and colsum(g z r^3) over the rows of all ranks
     dx = kernels.cross_norm_backward_apply(grad, x, w, *stats, row_b, row_p, total, work, synced_count, eps)
     db, dw = sums[:2].to(x.dtype)
     return dx, dw, db
@@ -281,10 +280,16 @@ def _synced_double_backward(
     sums1, rows1, work = kernels.cross_norm_double_backward_sums(v, g, x, w, *stats, count, eps)
     (sums1,) = sum_over_ranks(sums1)
     sums2, rows2, dg = kernels.cross_norm_double_backward_sums2(v, g, x, w, *stats, rows1, sums1, work, count, eps)
-    (shared,) = sum_over_ranks(sums2[1:])
-    sums2 = torch.cat([sums2[:1].to(shared.dtype), shared])
+    sums2 = _summed_from(sums2, 1)
     dx = kernels.cross_norm_double_backward_apply(v, g, x, w, *stats, rows1, rows2, sums1, sums2, work, count, eps)
     return dx, dg, sums2[0].to(x.dtype)
+
+
+def _summed_from(sums: Tensor, start: int) -> Tensor:
+    """The column sums ``sums`` (rows of sums, float64) with rows ``start:`` summed over the ranks (one all-reduce);
+    the rows before stay this rank's (sums behind the affine gradients, which DDP sums)."""
+    (shared,) = sum_over_ranks(sums[start:])
+    return torch.cat([sums[:start].to(shared.dtype), shared])
 
 
 def _grad_of_grads(
